@@ -1,0 +1,501 @@
+"""The customer aggregate: commands, events, state, and the pure `decide` / `evolve` functions.
+
+Sign convention (Stripe's): a positive balance means the customer owes you; a negative balance is a
+credit the customer can spend. Every balance change is a ledger entry (`BalanceAdjusted`) whose
+`ending_balance` is the previous balance plus its `amount`.
+
+`decide` never performs I/O; time and new ids arrive inside the command. `evolve` never validates or
+raises: history is history.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from domain.errors import BalanceOverflow, Conflict, CurrencyMismatch, InvalidParameter, ResourceMissing
+from domain.money import balance_in_bounds
+from domain.values import (
+    PROFILE_FIELDS,
+    Address,
+    CustomField,
+    InvoiceSettings,
+    Profile,
+    RenderingOptions,
+    Shipping,
+)
+
+MAX_METADATA_KEYS = 50
+TransactionType = Literal["adjustment", "initial"]
+
+# ---------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command"):
+    customer_id: str
+    occurred_at: int  # unix time in microseconds, supplied by the caller's clock
+
+
+class InvoiceSettingsPatch(msgspec.Struct, frozen=True, kw_only=True):
+    custom_fields: tuple[CustomField, ...] | UnsetType | None = UNSET
+    footer: str | UnsetType | None = UNSET
+    rendering_options: RenderingOptions | UnsetType | None = UNSET
+
+
+class ProfilePatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Fields left UNSET are unchanged; None unsets a nullable field."""
+
+    email: str | UnsetType | None = UNSET
+    name: str | UnsetType | None = UNSET
+    phone: str | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+    business_name: str | UnsetType | None = UNSET
+    individual_name: str | UnsetType | None = UNSET
+    address: Address | UnsetType | None = UNSET
+    shipping: Shipping | UnsetType | None = UNSET
+    invoice_prefix: str | UnsetType = UNSET
+    invoice_settings: InvoiceSettingsPatch | UnsetType = UNSET
+    next_invoice_sequence: int | UnsetType = UNSET
+    preferred_locales: tuple[str, ...] | UnsetType = UNSET
+    tax_exempt: str | UnsetType = UNSET
+    # None (or an empty dict) clears every key; a None value removes one key; other keys are kept.
+    metadata: dict[str, str | None] | UnsetType | None = UNSET
+    external_id: str | UnsetType | None = UNSET
+
+
+class CreateCustomer(Command, frozen=True, kw_only=True, tag="CreateCustomer"):
+    account: str
+    livemode: bool
+    profile: Profile
+    balance: int = 0
+    currency: str | None = None
+    initial_transaction_id: str | None = None  # required when balance != 0
+
+
+class UpdateCustomer(Command, frozen=True, kw_only=True, tag="UpdateCustomer"):
+    patch: ProfilePatch = ProfilePatch()
+    balance: int | UnsetType = UNSET
+    currency: str | UnsetType = UNSET
+    adjustment_transaction_id: str | None = None  # required when balance changes
+
+
+class DeleteCustomer(Command, frozen=True, kw_only=True, tag="DeleteCustomer"):
+    pass
+
+
+class AdjustBalance(Command, frozen=True, kw_only=True, tag="AdjustBalance"):
+    transaction_id: str
+    amount: int
+    currency: str
+    description: str | None = None
+    metadata: dict[str, str] = {}
+
+
+class UpdateBalanceTransaction(Command, frozen=True, kw_only=True, tag="UpdateBalanceTransaction"):
+    transaction_id: str
+    description: str | UnsetType | None = UNSET
+    metadata: dict[str, str | None] | UnsetType | None = UNSET
+
+
+AnyCommand = CreateCustomer | UpdateCustomer | DeleteCustomer | AdjustBalance | UpdateBalanceTransaction
+
+# ---------------------------------------------------------------------------------------------------
+# Events (stored forever: tolerate unknown fields, carry a schema_version)
+# ---------------------------------------------------------------------------------------------------
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event_type"):
+    schema_version: int = 1
+    customer_id: str
+
+
+class CustomerChanges(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A sparse set of customer fields: only the fields present were changed."""
+
+    email: str | UnsetType | None = UNSET
+    name: str | UnsetType | None = UNSET
+    phone: str | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+    business_name: str | UnsetType | None = UNSET
+    individual_name: str | UnsetType | None = UNSET
+    address: Address | UnsetType | None = UNSET
+    shipping: Shipping | UnsetType | None = UNSET
+    invoice_prefix: str | UnsetType = UNSET
+    invoice_settings: InvoiceSettings | UnsetType = UNSET
+    next_invoice_sequence: int | UnsetType = UNSET
+    preferred_locales: tuple[str, ...] | UnsetType = UNSET
+    tax_exempt: str | UnsetType = UNSET
+    metadata: dict[str, str] | UnsetType = UNSET
+    external_id: str | UnsetType | None = UNSET
+    currency: str | UnsetType | None = UNSET
+
+
+class CustomerCreated(Event, frozen=True, kw_only=True, tag="CustomerCreated"):
+    account: str
+    livemode: bool
+    created: int  # unix seconds
+    profile: Profile
+    currency: str | None = None
+
+
+class CustomerUpdated(Event, frozen=True, kw_only=True, tag="CustomerUpdated"):
+    changes: CustomerChanges
+    previous: CustomerChanges
+
+
+class CustomerDeleted(Event, frozen=True, kw_only=True, tag="CustomerDeleted"):
+    deleted_at: int  # unix seconds
+
+
+class BalanceAdjusted(Event, frozen=True, kw_only=True, tag="BalanceAdjusted"):
+    transaction_id: str
+    amount: int
+    currency: str
+    type: str  # "initial" | "adjustment"
+    ending_balance: int
+    description: str | None = None
+    metadata: dict[str, str] = {}
+    created: int  # unix seconds
+
+
+class TransactionChanges(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    description: str | UnsetType | None = UNSET
+    metadata: dict[str, str] | UnsetType = UNSET
+
+
+class BalanceTransactionUpdated(Event, frozen=True, kw_only=True, tag="BalanceTransactionUpdated"):
+    transaction_id: str
+    changes: TransactionChanges
+    previous: TransactionChanges
+
+
+AnyEvent = CustomerCreated | CustomerUpdated | CustomerDeleted | BalanceAdjusted | BalanceTransactionUpdated
+EVENT_TYPES: dict[str, type[AnyEvent]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (CustomerCreated, CustomerUpdated, CustomerDeleted, BalanceAdjusted, BalanceTransactionUpdated)
+}
+
+# ---------------------------------------------------------------------------------------------------
+# State
+# ---------------------------------------------------------------------------------------------------
+
+
+class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
+    version: int = 0
+    exists: bool = False
+    deleted: bool = False
+    customer_id: str = ""
+    account: str = ""
+    livemode: bool = False
+    created: int = 0
+    profile: Profile = Profile()
+    currency: str | None = None
+    balance: int = 0
+    entries: int = 0
+
+
+class BalanceTransactionState(msgspec.Struct, frozen=True, kw_only=True):
+    """What UpdateBalanceTransaction decides on: the customer plus the one transaction it names."""
+
+    transaction_id: str
+    customer: CustomerState = CustomerState()
+    found: bool = False
+    description: str | None = None
+    metadata: dict[str, str] = {}
+
+
+INITIAL_STATE = CustomerState()
+
+# ---------------------------------------------------------------------------------------------------
+# evolve
+# ---------------------------------------------------------------------------------------------------
+
+
+def evolve(state: CustomerState, event: AnyEvent) -> CustomerState:
+    version = state.version + 1
+    if isinstance(event, CustomerCreated):
+        return CustomerState(
+            version=version,
+            exists=True,
+            customer_id=event.customer_id,
+            account=event.account,
+            livemode=event.livemode,
+            created=event.created,
+            profile=event.profile,
+            currency=event.currency,
+        )
+    if isinstance(event, CustomerUpdated):
+        currency = state.currency if event.changes.currency is UNSET else event.changes.currency
+        return msgspec.structs.replace(
+            state, version=version, profile=apply_changes(state.profile, event.changes), currency=currency
+        )
+    if isinstance(event, CustomerDeleted):
+        return msgspec.structs.replace(state, version=version, deleted=True)
+    if isinstance(event, BalanceAdjusted):
+        return msgspec.structs.replace(
+            state,
+            version=version,
+            balance=event.ending_balance,
+            currency=state.currency or event.currency,
+            entries=state.entries + 1,
+        )
+    return msgspec.structs.replace(state, version=version)
+
+
+def evolve_transaction(state: BalanceTransactionState, event: AnyEvent) -> BalanceTransactionState:
+    customer = evolve(state.customer, event)
+    if isinstance(event, BalanceAdjusted) and event.transaction_id == state.transaction_id:
+        return msgspec.structs.replace(
+            state, customer=customer, found=True, description=event.description, metadata=event.metadata
+        )
+    if isinstance(event, BalanceTransactionUpdated) and event.transaction_id == state.transaction_id:
+        changes = event.changes
+        return msgspec.structs.replace(
+            state,
+            customer=customer,
+            description=state.description if changes.description is UNSET else changes.description,
+            metadata=state.metadata if changes.metadata is UNSET else changes.metadata,
+        )
+    return msgspec.structs.replace(state, customer=customer)
+
+
+def apply_changes(profile: Profile, changes: CustomerChanges) -> Profile:
+    updates = {name: getattr(changes, name) for name in PROFILE_FIELDS if getattr(changes, name) is not UNSET}
+    return msgspec.structs.replace(profile, **updates) if updates else profile
+
+
+def fold(events: list[AnyEvent], state: CustomerState = INITIAL_STATE) -> CustomerState:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------
+# decide
+# ---------------------------------------------------------------------------------------------------
+
+
+def decide(command: AnyCommand, state: CustomerState) -> list[AnyEvent]:
+    if isinstance(command, CreateCustomer):
+        return decide_create(command, state)
+    if isinstance(command, UpdateCustomer):
+        return decide_update(command, state)
+    if isinstance(command, DeleteCustomer):
+        return decide_delete(command, state)
+    if isinstance(command, AdjustBalance):
+        return decide_adjust(command, state)
+    raise TypeError(f"{type(command).__name__} is decided by decide_transaction_update")
+
+
+def seconds(occurred_at_us: int) -> int:
+    return occurred_at_us // 1_000_000
+
+
+def require_live_customer(state: CustomerState, customer_id: str, param: str) -> None:
+    if not state.exists or state.deleted:
+        raise ResourceMissing(f"No such customer: '{customer_id}'", param=param)
+
+
+def decide_create(command: CreateCustomer, state: CustomerState) -> list[AnyEvent]:
+    if state.exists:
+        raise Conflict(f"Customer '{command.customer_id}' already exists", param="id")
+    created = CustomerCreated(
+        customer_id=command.customer_id,
+        account=command.account,
+        livemode=command.livemode,
+        created=seconds(command.occurred_at),
+        profile=command.profile,
+        currency=command.currency,
+    )
+    if command.balance == 0:
+        return [created]
+    if command.currency is None:
+        raise InvalidParameter("A non-zero balance requires a currency.", param="currency")
+    if command.initial_transaction_id is None:
+        raise InvalidParameter("A non-zero balance needs a transaction id.", param="balance")
+    initial = BalanceAdjusted(
+        customer_id=command.customer_id,
+        transaction_id=command.initial_transaction_id,
+        amount=command.balance,
+        currency=command.currency,
+        type="initial",
+        ending_balance=command.balance,
+        created=seconds(command.occurred_at),
+    )
+    return [created, initial]
+
+
+def decide_update(command: UpdateCustomer, state: CustomerState) -> list[AnyEvent]:
+    require_live_customer(state, command.customer_id, "id")
+    changes, previous = diff_profile(state.profile, command.patch)
+    currency = state.currency
+    if command.currency is not UNSET and command.currency != state.currency:
+        if state.currency is not None:
+            raise CurrencyMismatch(
+                f"The customer's currency is '{state.currency}' and cannot be changed to "
+                f"'{command.currency}'.",
+                param="currency",
+            )
+        currency = command.currency
+        changes["currency"] = currency
+        previous["currency"] = None
+    events: list[AnyEvent] = []
+    if changes:
+        events.append(
+            CustomerUpdated(
+                customer_id=command.customer_id,
+                changes=CustomerChanges(**changes),
+                previous=CustomerChanges(**previous),
+            )
+        )
+    if command.balance is not UNSET and command.balance != state.balance:
+        if currency is None:
+            raise InvalidParameter(
+                "Setting a balance requires the customer to have a currency; pass `currency`.",
+                param="balance",
+            )
+        if command.adjustment_transaction_id is None:
+            raise InvalidParameter("A balance change needs a transaction id.", param="balance")
+        events.append(
+            BalanceAdjusted(
+                customer_id=command.customer_id,
+                transaction_id=command.adjustment_transaction_id,
+                amount=command.balance - state.balance,
+                currency=currency,
+                type="adjustment",
+                ending_balance=command.balance,
+                created=seconds(command.occurred_at),
+            )
+        )
+    return events
+
+
+def decide_delete(command: DeleteCustomer, state: CustomerState) -> list[AnyEvent]:
+    require_live_customer(state, command.customer_id, "id")
+    return [CustomerDeleted(customer_id=command.customer_id, deleted_at=seconds(command.occurred_at))]
+
+
+def decide_adjust(command: AdjustBalance, state: CustomerState) -> list[AnyEvent]:
+    require_live_customer(state, command.customer_id, "customer")
+    if state.currency is not None and command.currency != state.currency:
+        raise CurrencyMismatch(
+            f"The customer's balance is in '{state.currency}'; a balance transaction in "
+            f"'{command.currency}' cannot be combined with it.",
+            param="currency",
+        )
+    ending_balance = state.balance + command.amount
+    if not balance_in_bounds(ending_balance):
+        raise BalanceOverflow(
+            f"This transaction would move the balance to {ending_balance}, outside the supported "
+            f"range of +/-{2**53 - 1} minor units.",
+            param="amount",
+        )
+    return [
+        BalanceAdjusted(
+            customer_id=command.customer_id,
+            transaction_id=command.transaction_id,
+            amount=command.amount,
+            currency=command.currency,
+            type="adjustment",
+            ending_balance=ending_balance,
+            description=command.description,
+            metadata=command.metadata,
+            created=seconds(command.occurred_at),
+        )
+    ]
+
+
+def decide_transaction_update(
+    command: UpdateBalanceTransaction, state: BalanceTransactionState
+) -> list[AnyEvent]:
+    require_live_customer(state.customer, command.customer_id, "customer")
+    if not state.found:
+        raise ResourceMissing(
+            f"No such customer balance transaction: '{command.transaction_id}'", param="transaction"
+        )
+    changes: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    if command.description is not UNSET and command.description != state.description:
+        changes["description"], previous["description"] = command.description, state.description
+    if command.metadata is not UNSET:
+        merged = merge_metadata(state.metadata, command.metadata)
+        if merged != state.metadata:
+            changes["metadata"], previous["metadata"] = merged, state.metadata
+    if not changes:
+        return []
+    return [
+        BalanceTransactionUpdated(
+            customer_id=command.customer_id,
+            transaction_id=command.transaction_id,
+            changes=TransactionChanges(**changes),
+            previous=TransactionChanges(**previous),
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def merge_metadata(current: dict[str, str], patch: dict[str, str | None] | None) -> dict[str, str]:
+    """Stripe's metadata update: None or {} clears all; a None value removes one key; others merge."""
+    if not patch:
+        return {}
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if len(merged) > MAX_METADATA_KEYS:
+        raise InvalidParameter(
+            f"Metadata can have at most {MAX_METADATA_KEYS} keys; this update would leave {len(merged)}.",
+            param="metadata",
+        )
+    return merged
+
+
+def merge_invoice_settings(current: InvoiceSettings, patch: InvoiceSettingsPatch) -> InvoiceSettings:
+    updates = {
+        name: getattr(patch, name)
+        for name in InvoiceSettingsPatch.__struct_fields__
+        if getattr(patch, name) is not UNSET
+    }
+    return msgspec.structs.replace(current, **updates) if updates else current
+
+
+def diff_profile(profile: Profile, patch: ProfilePatch) -> tuple[dict[str, Any], dict[str, Any]]:
+    changes: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        requested = getattr(patch, name)
+        if requested is UNSET:
+            continue
+        old = getattr(profile, name)
+        if name == "metadata":
+            new: Any = merge_metadata(old, requested)
+        elif name == "invoice_settings":
+            new = merge_invoice_settings(old, requested)
+        else:
+            new = requested
+        if new != old:
+            changes[name], previous[name] = new, old
+    return changes, previous
+
+
+class UpsertCustomer(msgspec.Struct, frozen=True, kw_only=True):
+    """Create a customer, or update the live one that already has `create.profile.external_id`."""
+
+    create: CreateCustomer
+    update: UpdateCustomer  # its customer_id is replaced by the existing customer's id
+
+
+def resolve_upsert(command: UpsertCustomer, existing_id: str | None) -> CreateCustomer | UpdateCustomer:
+    if existing_id is None:
+        return command.create
+    return msgspec.structs.replace(command.update, customer_id=existing_id)

@@ -1,0 +1,238 @@
+"""Stateless checks of a command's parameters (Stripe's limits). They run before a command executes,
+so a request rejected here writes nothing and is not recorded under its idempotency key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from msgspec import UNSET
+
+from domain.customer import (
+    AdjustBalance,
+    AnyCommand,
+    CreateCustomer,
+    DeleteCustomer,
+    InvoiceSettingsPatch,
+    ProfilePatch,
+    UpdateBalanceTransaction,
+    UpdateCustomer,
+)
+from domain.errors import InvalidParameter
+from domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds, normalize_currency
+from domain.values import Address, CustomField, InvoiceSettings, Profile, Shipping
+
+MAX_LENGTHS: dict[str, int] = {
+    "email": 512,
+    "name": 256,
+    "phone": 20,
+    "description": 5000,
+    "business_name": 150,
+    "individual_name": 150,
+    "external_id": 255,
+    "footer": 5000,
+}
+ADDRESS_FIELD_MAX = 5000
+TRANSACTION_DESCRIPTION_MAX = 350
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+INVOICE_PREFIX = re.compile(r"[A-Z0-9]{1,12}")
+TAX_EXEMPT = frozenset({"none", "exempt", "reverse"})
+AMOUNT_TAX_DISPLAY = frozenset({"exclude_tax", "include_inclusive_tax"})
+MAX_CUSTOM_FIELDS = 4
+MAX_LOCALES = 20
+LOCALE = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+
+
+def validate(command: AnyCommand) -> None:
+    """Raise InvalidParameter naming the first bad parameter; return None when the command is well formed."""
+    if isinstance(command, CreateCustomer):
+        validate_profile(command.profile)
+        validate_amount(command.balance, "balance")
+        if command.currency is not None:
+            validate_currency(command.currency)
+    elif isinstance(command, UpdateCustomer):
+        validate_patch(command.patch)
+        if command.balance is not UNSET:
+            validate_amount(command.balance, "balance")
+        if command.currency is not UNSET:
+            validate_currency(command.currency)
+    elif isinstance(command, AdjustBalance):
+        validate_amount(command.amount, "amount")
+        if command.amount == 0:
+            raise InvalidParameter("The amount of a balance transaction must not be zero.", param="amount")
+        validate_currency(command.currency)
+        validate_text(command.description, "description", TRANSACTION_DESCRIPTION_MAX)
+        validate_metadata(command.metadata)
+    elif isinstance(command, UpdateBalanceTransaction):
+        if command.description is not UNSET:
+            validate_text(command.description, "description", TRANSACTION_DESCRIPTION_MAX)
+        if command.metadata is not UNSET and command.metadata is not None:
+            validate_metadata(command.metadata)
+    elif isinstance(command, DeleteCustomer):
+        pass
+
+
+def validate_amount(amount: int, param: str) -> None:
+    if not amount_in_bounds(amount) or not balance_in_bounds(amount):
+        raise InvalidParameter(
+            f"Invalid {param}: the magnitude must be at most {MAX_AMOUNT} minor units.", param=param
+        )
+
+
+def validate_currency(currency: str) -> None:
+    if normalize_currency(currency) != currency:
+        raise InvalidParameter(
+            f"Invalid currency: {currency!r}. Use a lowercase ISO 4217 code such as 'usd'.",
+            param="currency",
+            code="invalid_currency",
+        )
+
+
+def validate_text(value: str | None, param: str, max_length: int) -> None:
+    if value is None:
+        return
+    if len(value) > max_length:
+        raise InvalidParameter(f"Invalid {param}: must be at most {max_length} characters long.", param=param)
+    if "\x00" in value:
+        raise InvalidParameter(f"Invalid {param}: must not contain NUL characters.", param=param)
+
+
+def validate_metadata(metadata: Mapping[str, str | None]) -> None:
+    if len(metadata) > METADATA_MAX_KEYS:
+        raise InvalidParameter(
+            f"Metadata can have at most {METADATA_MAX_KEYS} keys; received {len(metadata)}.",
+            param="metadata",
+        )
+    for key, value in metadata.items():
+        param = f"metadata[{key}]"
+        if not key or len(key) > METADATA_KEY_MAX or "[" in key or "]" in key or "\x00" in key:
+            raise InvalidParameter(
+                f"Invalid metadata key {key!r}: keys are 1 to {METADATA_KEY_MAX} characters and may not "
+                "contain '[' or ']'.",
+                param=param,
+            )
+        validate_text(value, param, METADATA_VALUE_MAX)
+
+
+def validate_profile(profile: Profile) -> None:
+    for field, max_length in MAX_LENGTHS.items():
+        if field in Profile.__struct_fields__:
+            validate_text(getattr(profile, field), field, max_length)
+    validate_address(profile.address, "address")
+    validate_shipping(profile.shipping)
+    validate_invoice_prefix(profile.invoice_prefix)
+    validate_invoice_settings(profile.invoice_settings)
+    validate_sequence(profile.next_invoice_sequence)
+    validate_locales(profile.preferred_locales)
+    validate_tax_exempt(profile.tax_exempt)
+    validate_metadata(profile.metadata)
+
+
+def validate_patch(patch: ProfilePatch) -> None:
+    for field, max_length in MAX_LENGTHS.items():
+        value = getattr(patch, field, UNSET)
+        if value is not UNSET:
+            validate_text(value, field, max_length)
+    if patch.address is not UNSET:
+        validate_address(patch.address, "address")
+    if patch.shipping is not UNSET:
+        validate_shipping(patch.shipping)
+    if patch.invoice_prefix is not UNSET:
+        validate_invoice_prefix(patch.invoice_prefix)
+    if patch.invoice_settings is not UNSET:
+        validate_invoice_settings_patch(patch.invoice_settings)
+    if patch.next_invoice_sequence is not UNSET:
+        validate_sequence(patch.next_invoice_sequence)
+    if patch.preferred_locales is not UNSET:
+        validate_locales(patch.preferred_locales)
+    if patch.tax_exempt is not UNSET:
+        validate_tax_exempt(patch.tax_exempt)
+    if patch.metadata is not UNSET and patch.metadata is not None:
+        validate_metadata(patch.metadata)
+
+
+def validate_address(address: Address | None, param: str) -> None:
+    if address is None:
+        return
+    for field in Address.__struct_fields__:
+        validate_text(getattr(address, field), f"{param}[{field}]", ADDRESS_FIELD_MAX)
+
+
+def validate_shipping(shipping: Shipping | None) -> None:
+    if shipping is None:
+        return
+    validate_address(shipping.address, "shipping[address]")
+    validate_text(shipping.name, "shipping[name]", 5000)
+    validate_text(shipping.phone, "shipping[phone]", 5000)
+
+
+def validate_invoice_prefix(prefix: str) -> None:
+    if INVOICE_PREFIX.fullmatch(prefix) is None:
+        raise InvalidParameter(
+            "Invalid invoice_prefix: use 1 to 12 uppercase letters or numbers.", param="invoice_prefix"
+        )
+
+
+def validate_custom_fields(fields: Iterable[CustomField] | None) -> None:
+    if fields is None:
+        return
+    items = list(fields)
+    if len(items) > MAX_CUSTOM_FIELDS:
+        raise InvalidParameter(
+            f"invoice_settings[custom_fields] takes at most {MAX_CUSTOM_FIELDS} entries.",
+            param="invoice_settings[custom_fields]",
+        )
+    for index, item in enumerate(items):
+        validate_text(item.name, f"invoice_settings[custom_fields][{index}][name]", 40)
+        validate_text(item.value, f"invoice_settings[custom_fields][{index}][value]", 140)
+
+
+def validate_rendering(display: str | None) -> None:
+    if display is not None and display not in AMOUNT_TAX_DISPLAY:
+        raise InvalidParameter(
+            "invoice_settings[rendering_options][amount_tax_display] must be one of: "
+            + ", ".join(sorted(AMOUNT_TAX_DISPLAY)),
+            param="invoice_settings[rendering_options][amount_tax_display]",
+        )
+
+
+def validate_invoice_settings(settings: InvoiceSettings) -> None:
+    validate_custom_fields(settings.custom_fields)
+    validate_text(settings.footer, "invoice_settings[footer]", 5000)
+    if settings.rendering_options is not None:
+        validate_rendering(settings.rendering_options.amount_tax_display)
+
+
+def validate_invoice_settings_patch(patch: InvoiceSettingsPatch) -> None:
+    if patch.custom_fields is not UNSET:
+        validate_custom_fields(patch.custom_fields)
+    if patch.footer is not UNSET:
+        validate_text(patch.footer, "invoice_settings[footer]", 5000)
+    if patch.rendering_options is not UNSET and patch.rendering_options is not None:
+        validate_rendering(patch.rendering_options.amount_tax_display)
+
+
+def validate_sequence(sequence: int) -> None:
+    if not 1 <= sequence <= 10**9:
+        raise InvalidParameter(
+            "next_invoice_sequence must be between 1 and 1000000000.", param="next_invoice_sequence"
+        )
+
+
+def validate_locales(locales: tuple[str, ...]) -> None:
+    if len(locales) > MAX_LOCALES:
+        raise InvalidParameter(
+            f"preferred_locales takes at most {MAX_LOCALES} entries.", param="preferred_locales"
+        )
+    for index, locale in enumerate(locales):
+        if LOCALE.fullmatch(locale) is None:
+            raise InvalidParameter(f"Invalid locale: {locale!r}.", param=f"preferred_locales[{index}]")
+
+
+def validate_tax_exempt(value: str) -> None:
+    if value not in TAX_EXEMPT:
+        raise InvalidParameter(
+            f"Invalid tax_exempt: {value!r}; must be one of none, exempt, reverse.", param="tax_exempt"
+        )

@@ -1,0 +1,290 @@
+"""The one generic command handler: load -> fold -> decide -> append (+ inline projections and the
+idempotency record) in one transaction. Conflicts are retried inside, a bounded number of times.
+
+Per-stream serialization: every command first takes a transaction-scoped advisory lock on its
+stream, so concurrent commands on one customer queue instead of failing their version check. The
+version check still guards the append, and a lost race is retried rather than surfaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import secrets
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from domain.customer import (
+    INITIAL_STATE,
+    AnyCommand,
+    AnyEvent,
+    BalanceTransactionState,
+    CustomerState,
+    UpdateBalanceTransaction,
+    UpsertCustomer,
+    decide,
+    decide_transaction_update,
+    evolve,
+    evolve_transaction,
+    resolve_upsert,
+)
+from domain.errors import DomainError
+from domain.validation import validate
+from service.store.base import (
+    DuplicateKey,
+    EventMetadata,
+    EventStore,
+    IdempotencyRecord,
+    RecordedEvent,
+    StoreSession,
+    StreamHeader,
+    WrongExpectedVersion,
+    prepare,
+)
+
+MAX_ATTEMPTS = 8
+ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int) -> str:
+    return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(length))
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before with different parameters (or on another endpoint)."""
+
+    def __init__(self, key: str, differences: list[str], other_path: str | None = None) -> None:
+        self.key = key
+        self.differences = differences
+        self.other_path = other_path
+        super().__init__(f"idempotency key {key!r} reused with different parameters: {differences}")
+
+
+class ConflictRetriesExhausted(Exception):
+    """Contention did not settle within MAX_ATTEMPTS; the client may retry."""
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    account: str
+    livemode: bool
+    occurred_at_us: int
+    request_id: str | None = None
+    api_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    key: str
+    method: str
+    path: str
+    params: dict[str, Any]
+
+    @property
+    def params_hash(self) -> bytes:
+        return hashlib.sha256(canonical_params(self.method, self.path, self.params)).digest()
+
+
+def canonical_params(method: str, path: str, params: dict[str, Any]) -> bytes:
+    return msgspec.json.encode([method, path, params], order="sorted")
+
+
+@dataclass
+class Outcome:
+    customer_id: str
+    events: list[RecordedEvent]
+    state: CustomerState
+    replayed: bool = False
+    status: int = 200
+    response: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Responder = Callable[[StoreSession, "Outcome"], Awaitable[tuple[int, bytes]]]
+ErrorResponder = Callable[[DomainError], tuple[int, bytes]]
+
+Executable = AnyCommand | UpsertCustomer
+
+
+def differing_params(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    names = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}[{key}]" if prefix else key
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names.extend(differing_params(a, b, path))
+        elif a != b:
+            names.append(path)
+    return names
+
+
+async def load_state(session: StoreSession, command: AnyCommand) -> tuple[Any, int]:
+    events = await session.load(command.customer_id)
+    if isinstance(command, UpdateBalanceTransaction):
+        txn_state = BalanceTransactionState(transaction_id=command.transaction_id)
+        for recorded in events:
+            txn_state = evolve_transaction(txn_state, decode_event_of(recorded))
+        return txn_state, len(events)
+    state = INITIAL_STATE
+    for recorded in events:
+        state = evolve(state, decode_event_of(recorded))
+    return state, len(events)
+
+
+def decode_event_of(recorded: RecordedEvent) -> AnyEvent:
+    return msgspec.convert(recorded.data, AnyEvent)  # type: ignore[arg-type]
+
+
+def customer_state(state: Any) -> CustomerState:
+    return state.customer if isinstance(state, BalanceTransactionState) else state
+
+
+def fold_new(state: CustomerState, events: list[AnyEvent]) -> CustomerState:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+async def run_once(
+    session: StoreSession,
+    executable: Executable,
+    context: RequestContext,
+    idempotency: IdempotencyRequest | None,
+) -> tuple[AnyCommand, list[RecordedEvent], CustomerState]:
+    command = await resolve(session, executable, context)
+    await session.lock(f"stream:{command.customer_id}")
+    state, version = await load_state(session, command)
+    if isinstance(command, UpdateBalanceTransaction):
+        new_events = decide_transaction_update(command, state)
+    else:
+        new_events = decide(command, state)
+    base = customer_state(state)
+    if not new_events:
+        return command, [], base
+    header = StreamHeader(
+        stream_id=command.customer_id,
+        stream_type="customer",
+        account=base.account if base.exists else context.account,
+        livemode=base.livemode if base.exists else context.livemode,
+    )
+    metadata = EventMetadata(
+        account=context.account,
+        livemode=context.livemode,
+        request_id=context.request_id,
+        idempotency_key=idempotency.key if idempotency else None,
+        api_key_id=context.api_key_id,
+    )
+    pending = [prepare(event, new_id("evt_", 24)) for event in new_events]
+    recorded = await session.append(header, version, pending, metadata, context.occurred_at_us)
+    return command, recorded, fold_new(base, new_events)
+
+
+async def resolve(session: StoreSession, executable: Executable, context: RequestContext) -> AnyCommand:
+    if not isinstance(executable, UpsertCustomer):
+        return executable
+    external_id = executable.create.profile.external_id
+    if external_id is None:
+        return executable.create
+    await session.lock(f"external_id:{context.account}:{context.livemode}:{external_id}")
+    existing = await session.find_customer_by_external_id(context.account, context.livemode, external_id)
+    return resolve_upsert(executable, existing)
+
+
+async def execute(
+    store: EventStore,
+    executable: Executable,
+    context: RequestContext,
+    *,
+    idempotency: IdempotencyRequest | None = None,
+    respond: Responder | None = None,
+    respond_error: ErrorResponder | None = None,
+) -> Outcome:
+    """Run one command to completion. Raises DomainError for a rejected command (after recording it
+    under its idempotency key, as Stripe does for requests that began executing)."""
+    validate(executable.create if isinstance(executable, UpsertCustomer) else executable)
+    if isinstance(executable, UpsertCustomer):
+        validate(executable.update)
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return await execute_attempt(store, executable, context, idempotency, respond, respond_error)
+        except (WrongExpectedVersion, DuplicateKey):
+            await asyncio.sleep(random.uniform(0, 0.002 * (2**attempt)))
+    raise ConflictRetriesExhausted(f"gave up after {MAX_ATTEMPTS} conflicting attempts")
+
+
+async def execute_attempt(
+    store: EventStore,
+    executable: Executable,
+    context: RequestContext,
+    idempotency: IdempotencyRequest | None,
+    respond: Responder | None,
+    respond_error: ErrorResponder | None,
+) -> Outcome:
+    async with store.session() as session:
+        if idempotency is not None:
+            replay = await find_replay(session, context, idempotency)
+            if replay is not None:
+                return replay
+        try:
+            command, recorded, state = await run_once(session, executable, context, idempotency)
+        except DomainError as error:
+            if idempotency is None or respond_error is None:
+                raise
+            status, body = respond_error(error)
+            await save_record(session, context, idempotency, status, body)
+            rejected = error
+        else:
+            outcome = Outcome(customer_id=command.customer_id, events=recorded, state=state)
+            if respond is not None:
+                outcome.status, outcome.response = await respond(session, outcome)
+            if idempotency is not None:
+                await save_record(session, context, idempotency, outcome.status, outcome.response)
+            return outcome
+    raise rejected  # recorded under the key and committed; now surface it
+
+
+async def find_replay(
+    session: StoreSession, context: RequestContext, idempotency: IdempotencyRequest
+) -> Outcome | None:
+    # Concurrent requests with one key queue here; the later ones then replay the first's result.
+    await session.lock(f"idempotency:{context.account}:{context.livemode}:{idempotency.key}")
+    record = await session.find_idempotency(context.account, context.livemode, idempotency.key)
+    if record is None:
+        return None
+    if record.method != idempotency.method or record.path != idempotency.path:
+        raise IdempotencyConflict(idempotency.key, [], other_path=record.path)
+    if record.params_hash != idempotency.params_hash:
+        raise IdempotencyConflict(idempotency.key, differing_params(record.params, idempotency.params))
+    return Outcome(
+        customer_id="",
+        events=[],
+        state=INITIAL_STATE,
+        replayed=True,
+        status=record.status,
+        response=record.response,
+        extra={"original_request_id": record.request_id},
+    )
+
+
+async def save_record(
+    session: StoreSession, context: RequestContext, idempotency: IdempotencyRequest, status: int, body: bytes
+) -> None:
+    await session.save_idempotency(
+        IdempotencyRecord(
+            account=context.account,
+            livemode=context.livemode,
+            key=idempotency.key,
+            method=idempotency.method,
+            path=idempotency.path,
+            params_hash=idempotency.params_hash,
+            params=idempotency.params,
+            status=status,
+            response=body,
+            request_id=context.request_id,
+        )
+    )

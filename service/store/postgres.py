@@ -1,0 +1,270 @@
+"""The PostgreSQL event store (asyncpg).
+
+Append = one transaction: the stream's optimistic version check is the first write (so the writing
+transaction's id is assigned after everything it read), then all events of the command in one
+INSERT ... SELECT FROM unnest, then the inline projections, then (optionally) the idempotency record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from projections import INLINE_PROJECTIONS
+from service.store.base import (
+    GENESIS_HASH,
+    DuplicateKey,
+    EventMetadata,
+    GlobalCursor,
+    IdempotencyRecord,
+    PendingEvent,
+    RecordedEvent,
+    StreamHeader,
+    WrongExpectedVersion,
+    chain_events,
+)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+EVENT_COLUMNS = """position, tx_id, stream_id, stream_version, event_id, event_type, schema_version,
+    data::text AS data, metadata::text AS metadata, recorded_at, hash"""
+
+SQL_LOAD = f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+SQL_LOAD_TO_VERSION = f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version <= $2 ORDER BY stream_version"
+SQL_LOAD_TO_TIME = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY stream_version"
+)
+# One statement, so the horizon and the rows come from the same snapshot.
+SQL_READ_ALL = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE (tx_id, position) > ($1, $2)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+ORDER BY tx_id, position
+LIMIT $3
+"""
+SQL_CREATE_STREAM = """
+INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (stream_id) DO NOTHING
+"""
+SQL_ADVANCE_STREAM = """
+UPDATE streams SET version = $3, head_hash = $4, updated_at = now()
+WHERE stream_id = $1 AND version = $2
+"""
+SQL_INSERT_EVENTS = """
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
+                    recorded_at, hash)
+SELECT $1, u.version, u.event_id, u.event_type, u.schema_version, u.data::jsonb, $7::jsonb, $8, u.hash
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $9::bytea[])
+     AS u(version, event_id, event_type, schema_version, data, hash)
+RETURNING position, tx_id, stream_version
+"""
+SQL_FIND_IDEMPOTENCY = """
+SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
+FROM idempotency_keys WHERE account = $1 AND livemode = $2 AND key = $3
+"""
+SQL_SAVE_IDEMPOTENCY = """
+INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
+                              request_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+"""
+SQL_FIND_EXTERNAL_ID = """
+SELECT id FROM customers WHERE account = $1 AND livemode = $2 AND external_id = $3 AND NOT deleted
+"""
+
+
+def to_timestamp(microseconds: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=microseconds)
+
+
+def to_microseconds(moment: dt.datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def row_to_event(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"],
+        tx_id=row["tx_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        data=msgspec.json.decode(row["data"]),
+        metadata=msgspec.json.decode(row["metadata"]),
+        recorded_at_us=to_microseconds(row["recorded_at"]),
+        hash=bytes(row["hash"]),
+    )
+
+
+class PostgresSession:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def lock(self, key: str) -> None:
+        # Advisory locks take no transaction id, so the first real write still fixes the xid.
+        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]:
+        return [row_to_event(row) for row in await self.conn.fetch(SQL_LOAD, stream_id)]
+
+    async def append(
+        self,
+        header: StreamHeader,
+        expected_version: int,
+        events: Sequence[PendingEvent],
+        metadata: EventMetadata,
+        recorded_at_us: int,
+    ) -> list[RecordedEvent]:
+        head_hash = await self._head_hash(header.stream_id, expected_version)
+        chained = chain_events(header, expected_version, head_hash, events, metadata, recorded_at_us)
+        new_version, new_head = chained[-1][1], chained[-1][2]
+        await self._advance(header, expected_version, new_version, new_head)
+        recorded_at = to_timestamp(recorded_at_us)
+        metadata_json = msgspec.json.encode(metadata).decode()
+        rows = await self.conn.fetch(
+            SQL_INSERT_EVENTS,
+            header.stream_id,
+            [version for _, version, _ in chained],
+            [item.event_id for item, _, _ in chained],
+            [item.event_type for item, _, _ in chained],
+            [item.schema_version for item, _, _ in chained],
+            [item.data_json.decode() for item, _, _ in chained],
+            metadata_json,
+            recorded_at,
+            [digest for _, _, digest in chained],
+        )
+        placed = {row["stream_version"]: (row["position"], row["tx_id"]) for row in rows}
+        metadata_doc = msgspec.to_builtins(metadata)
+        recorded = [
+            RecordedEvent(
+                position=placed[version][0],
+                tx_id=placed[version][1],
+                stream_id=header.stream_id,
+                stream_version=version,
+                event_id=item.event_id,
+                event_type=item.event_type,
+                schema_version=item.schema_version,
+                data=item.data,
+                metadata=metadata_doc,
+                recorded_at_us=recorded_at_us,
+                hash=digest,
+            )
+            for item, version, digest in chained
+        ]
+        try:
+            for projection in INLINE_PROJECTIONS:
+                await projection.apply(self.conn, recorded)
+        except asyncpg.UniqueViolationError as error:
+            raise DuplicateKey(str(error)) from error
+        return recorded
+
+    async def _head_hash(self, stream_id: str, expected_version: int) -> bytes:
+        if expected_version == 0:
+            return GENESIS_HASH
+        head = await self.conn.fetchval(
+            "SELECT hash FROM events WHERE stream_id = $1 AND stream_version = $2",
+            stream_id,
+            expected_version,
+        )
+        if head is None:
+            raise WrongExpectedVersion(stream_id, expected_version)
+        return bytes(head)
+
+    async def _advance(self, header: StreamHeader, expected: int, new_version: int, new_head: bytes) -> None:
+        if expected == 0:
+            status = await self.conn.execute(
+                SQL_CREATE_STREAM,
+                header.stream_id,
+                header.stream_type,
+                header.account,
+                header.livemode,
+                new_version,
+                new_head,
+            )
+        else:
+            status = await self.conn.execute(
+                SQL_ADVANCE_STREAM, header.stream_id, expected, new_version, new_head
+            )
+        if not status.endswith(" 1"):
+            raise WrongExpectedVersion(header.stream_id, expected)
+
+    async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None:
+        row = await self.conn.fetchrow(SQL_FIND_IDEMPOTENCY, account, livemode, key)
+        if row is None:
+            return None
+        values: dict[str, Any] = dict(row)
+        values["params"] = msgspec.json.decode(values["params"])
+        values["params_hash"] = bytes(values["params_hash"])
+        values["response"] = bytes(values["response"])
+        return IdempotencyRecord(**values)
+
+    async def save_idempotency(self, record: IdempotencyRecord) -> None:
+        try:
+            await self._insert_idempotency(record)
+        except asyncpg.UniqueViolationError as error:
+            raise DuplicateKey(str(error)) from error
+
+    async def _insert_idempotency(self, record: IdempotencyRecord) -> None:
+        await self.conn.execute(
+            SQL_SAVE_IDEMPOTENCY,
+            record.account,
+            record.livemode,
+            record.key,
+            record.method,
+            record.path,
+            record.params_hash,
+            msgspec.json.encode(record.params).decode(),
+            record.status,
+            record.response,
+            record.request_id,
+        )
+
+    async def find_customer_by_external_id(
+        self, account: str, livemode: bool, external_id: str
+    ) -> str | None:
+        result: str | None = await self.conn.fetchval(SQL_FIND_EXTERNAL_ID, account, livemode, external_id)
+        return result
+
+
+class PostgresEventStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[PostgresSession]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PostgresSession(conn)
+
+    async def load_stream(
+        self, stream_id: str, *, up_to_version: int | None = None, up_to_time_us: int | None = None
+    ) -> list[RecordedEvent]:
+        async with self.pool.acquire() as conn:
+            if up_to_version is not None:
+                rows = await conn.fetch(SQL_LOAD_TO_VERSION, stream_id, up_to_version)
+            elif up_to_time_us is not None:
+                rows = await conn.fetch(SQL_LOAD_TO_TIME, stream_id, to_timestamp(up_to_time_us))
+            else:
+                rows = await conn.fetch(SQL_LOAD, stream_id)
+        return [row_to_event(row) for row in rows]
+
+    async def read_all(self, after: GlobalCursor = GlobalCursor(), limit: int = 1000) -> list[RecordedEvent]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(SQL_READ_ALL, after.tx_id, after.position, limit)
+        return [row_to_event(row) for row in rows]
+
+    async def iterate_all(self, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
+        cursor = GlobalCursor()
+        while True:
+            events = await self.read_all(cursor, batch)
+            for event in events:
+                yield event
+            if len(events) < batch:
+                return
+            cursor = GlobalCursor(events[-1].tx_id, events[-1].position)
