@@ -1,9 +1,25 @@
 """Read models. Each module owns its tables, keeps its SQL beside it, and exposes
-`apply(conn, events)`; the same code serves inline writes and replays (`ledger rebuild`)."""
+`apply(conn, events)`. `apply_all` is the one entry point for live writes and replays alike."""
 
 from __future__ import annotations
 
-from projections import balance_transactions, customers
+from collections.abc import Sequence
+from itertools import groupby
 
-INLINE_PROJECTIONS = (customers, balance_transactions)
-PROJECTION_TABLES: tuple[str, ...] = (*customers.TABLES, *balance_transactions.TABLES)
+import asyncpg
+
+from projections import balance_transactions, customers, stripe_events
+from service.store.base import RecordedEvent
+
+# Order matters: the event feed renders objects from the rows the first two have just written.
+INLINE_PROJECTIONS = (customers, balance_transactions, stripe_events)
+PROJECTION_TABLES: tuple[str, ...] = (*customers.TABLES, *balance_transactions.TABLES, *stripe_events.TABLES)
+
+
+async def apply_all(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """Apply events in the order given, one writing transaction (= one command) at a time, every
+    projection in turn, exactly as the inline path did when the command committed."""
+    for _, group in groupby(events, key=lambda event: event.tx_id):
+        batch = list(group)
+        for projection in INLINE_PROJECTIONS:
+            await projection.apply(conn, batch)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections import INLINE_PROJECTIONS
+from projections import apply_all
 from service.store.base import (
     GENESIS_HASH,
     DuplicateKey,
@@ -159,8 +159,7 @@ class PostgresSession:
             for item, version, digest in chained
         ]
         try:
-            for projection in INLINE_PROJECTIONS:
-                await projection.apply(self.conn, recorded)
+            await apply_all(self.conn, recorded)
         except asyncpg.UniqueViolationError as error:
             raise DuplicateKey(str(error)) from error
         return recorded
