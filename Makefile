@@ -1,0 +1,40 @@
+# Development tasks. `make test` needs no database setup: without DATABASE_URL it runs the suite against an
+# embedded PostgreSQL 18 in a temporary directory (see service/pgserver.py); with DATABASE_URL it uses that.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: .venv lint test serve bench clean distclean
+
+# The venv is (re)installed when pyproject.toml changes; otherwise this is a no-op.
+.venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $@
+
+lint: .venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: .venv lint
+	$(BIN)/python -m service.pgserver run -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+serve: .venv
+	$(BIN)/ledger dev
+
+bench: .venv
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .pgtest
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# Also removes the venv. The dev database in .ledger/ is never removed by make.
+distclean: clean
+	rm -rf $(VENV)
