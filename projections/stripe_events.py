@@ -84,12 +84,10 @@ async def feed_entries(
     data = event.data
     if kind == "BalanceTransactionUpdated":
         txn = render_balance_transaction(await conn.fetchrow(Q["transaction_row"], data["transaction_id"]))
-        previous = dict(data["previous"])
-        if "metadata" in previous:
-            previous["metadata"] = metadata_previous(
-                previous["metadata"], data["changes"].get("metadata", {})
-            )
-        payload = {"object": txn, "previous_attributes": previous}
+        old = dict(data["previous"])
+        if "metadata" in old:
+            old["metadata"] = metadata_previous(old["metadata"], data["changes"].get("metadata", {}))
+        payload = {"object": txn, "previous_attributes": old}
         return [(event.event_id, "customer_balance_transaction.updated", payload)]
     customer = render_customer(await conn.fetchrow(Q["customer_row"], event.stream_id))
     if kind == "CustomerCreated":

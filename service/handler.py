@@ -21,6 +21,7 @@ import msgspec
 
 from domain.customer import (
     INITIAL_STATE,
+    AdjustBalance,
     AnyCommand,
     AnyEvent,
     BalanceTransactionState,
@@ -33,7 +34,7 @@ from domain.customer import (
     evolve_transaction,
     resolve_upsert,
 )
-from domain.errors import DomainError
+from domain.errors import DomainError, ResourceMissing
 from domain.validation import validate
 from service.store.base import (
     DuplicateKey,
@@ -137,7 +138,16 @@ async def load_state(session: StoreSession, command: AnyCommand) -> tuple[Any, i
 
 
 def decode_event_of(recorded: RecordedEvent) -> AnyEvent:
-    return msgspec.convert(recorded.data, AnyEvent)  # type: ignore[arg-type]
+    return recorded.event
+
+
+def owned_by(state: CustomerState, context: RequestContext) -> bool:
+    return not state.exists or (state.account == context.account and state.livemode == context.livemode)
+
+
+def raise_missing(command: AnyCommand) -> None:
+    param = "customer" if isinstance(command, AdjustBalance | UpdateBalanceTransaction) else "id"
+    raise ResourceMissing(f"No such customer: '{command.customer_id}'", param=param)
 
 
 def customer_state(state: Any) -> CustomerState:
@@ -159,6 +169,9 @@ async def run_once(
     command = await resolve(session, executable, context)
     await session.lock(f"stream:{command.customer_id}")
     state, version = await load_state(session, command)
+    if not owned_by(customer_state(state), context):
+        # Another account's (or the other mode's) customer is indistinguishable from a missing one.
+        raise_missing(command)
     if isinstance(command, UpdateBalanceTransaction):
         new_events = decide_transaction_update(command, state)
     else:

@@ -72,7 +72,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def event(self) -> AnyEvent:
-        return msgspec.convert(self.data, AnyEvent)
+        event: AnyEvent = msgspec.convert(self.data, AnyEvent)
+        return event
 
 
 class GlobalCursor(msgspec.Struct, frozen=True):
@@ -155,7 +156,8 @@ def prepare(event: AnyEvent, event_id: str) -> PendingEvent:
 
 
 def decode_event(data_json: bytes | str) -> AnyEvent:
-    return _event_decoder.decode(data_json)
+    event: AnyEvent = _event_decoder.decode(data_json)
+    return event
 
 
 def chain_events(

@@ -1,0 +1,87 @@
+"""The aiohttp application factory. Nothing happens at import time: `create_app(config)` builds the
+app, and its cleanup context owns the database pool for the app's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.auth import KeyCache, authenticate
+from service.config import Config
+from service.errors import error_middleware
+from service.observability import Metrics, access_middleware, configure_logging
+from service.routes import routes
+from service.store.postgres import PostgresEventStore
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+
+async def init_connection(conn: asyncpg.Connection, config: Config) -> None:
+    await conn.execute(
+        f"SET statement_timeout = {int(config.statement_timeout_ms)}; "
+        f"SET lock_timeout = {int(config.lock_timeout_ms)}; "
+        "SET idle_in_transaction_session_timeout = 60000"
+    )
+
+
+def pool_context(config: Config) -> Any:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            config.database_url,
+            min_size=config.pool_min_size,
+            max_size=config.pool_max_size,
+            init=lambda conn: init_connection(conn, config),
+        )
+        app["pool"] = pool
+        app["store"] = PostgresEventStore(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return context
+
+
+def auth_middleware(cache: KeyCache) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        key = await authenticate(request.app["pool"], cache, request.headers.get("Authorization"))
+        request["account"] = key.account
+        request["livemode"] = key.livemode
+        request["api_key_id"] = key.id
+        return await handler(request)
+
+    return middleware
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    metrics: Metrics = request.app["metrics"]
+    response = web.Response(body=generate_latest(metrics.registry))
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+def create_app(config: Config) -> web.Application:
+    configure_logging(config.log_level)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[
+            access_middleware(metrics, config.access_log),
+            error_middleware,
+            auth_middleware(KeyCache(config.api_key_cache_ttl_s)),
+        ],
+    )
+    app["config"] = config
+    app["metrics"] = metrics
+    app.cleanup_ctx.append(pool_context(config))
+    app.router.add_routes(routes)
+    app.router.add_get("/metrics", metrics_view)
+    return app

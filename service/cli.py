@@ -1,0 +1,219 @@
+"""The `ledger` command.
+
+ledger serve [--host H] [--port P] [--no-migrate]   serve the API (DATABASE_URL required)
+ledger dev [--host H] [--port P]                     embedded PostgreSQL in ./.ledger + dev key + serve
+ledger migrate                                       apply pending migrations
+ledger api-keys create --account NAME [--live]       print a new secret key (only the key) on stdout
+ledger api-keys revoke KEY_PREFIX_OR_ID              revoke one key
+ledger rebuild                                       replay the log into fresh projections, swap atomically
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from service.auth import create_key, hash_secret, revoke_key
+from service.config import Config
+from service.migrate import MigrationError, migrate
+
+DEV_DIR = Path(".ledger")
+DEV_ACCOUNT = "acct_dev"
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"ledger: {message}", file=sys.stderr)
+    return code
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        raise SystemExit(
+            fail("DATABASE_URL is not set (or use `ledger dev` / `make serve` for a local database)")
+        )
+    return url
+
+
+async def with_connection(url: str, action: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    conn = await asyncpg.connect(url)
+    try:
+        return await action(conn)
+    finally:
+        await conn.close()
+
+
+def run_migrations(url: str, quiet: bool = False) -> None:
+    try:
+        applied = asyncio.run(migrate(url))
+    except MigrationError as error:
+        raise SystemExit(fail(str(error), 1)) from None
+    if not quiet:
+        for name in applied:
+            print(f"applied {name}", file=sys.stderr)
+        print(f"migrations up to date ({len(applied)} applied now)", file=sys.stderr)
+
+
+def serve(config: Config, banner: str | None = None) -> None:
+    from service.app import create_app
+
+    app = create_app(config)
+
+    async def announce(_: web.Application) -> None:
+        if banner:
+            print(banner, flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=config.host, port=config.port, shutdown_timeout=10, print=None, access_log=None)
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    url = database_url()
+    if not args.no_migrate:
+        run_migrations(url, quiet=True)
+    serve(Config.from_env(url, host=args.host, port=args.port))
+    return 0
+
+
+def dev_key(url: str) -> str:
+    """The development test-mode key: created once, kept in .ledger/dev_key, printed at every start.
+    A key file whose key the database does not know (e.g. a reset database) is replaced."""
+    path = DEV_DIR / "dev_key"
+    remembered = path.read_text().strip() if path.exists() else ""
+
+    async def ensure(conn: asyncpg.Connection) -> str:
+        if remembered and await conn.fetchval(
+            "SELECT 1 FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL", hash_secret(remembered)
+        ):
+            return remembered
+        _, secret = await create_key(conn, DEV_ACCOUNT, livemode=False)
+        return secret
+
+    secret: str = asyncio.run(with_connection(url, ensure))
+    if secret != remembered:
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+    return secret
+
+
+def dev_banner(secret: str, host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    return f"""
+ledger is serving on {base}  (account {DEV_ACCOUNT}, test mode; Ctrl-C stops it and its database)
+
+  secret key:  {secret}
+
+  curl {base}/v1/customers -u {secret}: -d email=jenny@example.com -d "metadata[plan]=pro"
+
+  import stripe
+  client = stripe.StripeClient("{secret}", base_addresses={{"api": "{base}"}})
+  customer = client.v1.customers.create({{"email": "jenny@example.com"}})
+  client.v1.customers.balance_transactions.create(customer.id, {{"amount": -500, "currency": "usd"}})
+"""
+
+
+def command_dev(args: argparse.Namespace) -> int:
+    from service.pgserver import resolve_database_url
+
+    DEV_DIR.mkdir(exist_ok=True)
+    url, stop = resolve_database_url(DEV_DIR)
+    try:
+        run_migrations(url, quiet=True)
+        secret = dev_key(url)
+        serve(Config.from_env(url, host=args.host, port=args.port), dev_banner(secret, args.host, args.port))
+    finally:
+        stop()
+    return 0
+
+
+def command_migrate(args: argparse.Namespace) -> int:
+    run_migrations(database_url())
+    return 0
+
+
+def command_keys_create(args: argparse.Namespace) -> int:
+    async def create(conn: asyncpg.Connection) -> str:
+        _, secret = await create_key(conn, args.account, livemode=args.live)
+        return secret
+
+    print(asyncio.run(with_connection(database_url(), create)))
+    return 0
+
+
+def command_keys_revoke(args: argparse.Namespace) -> int:
+    async def revoke(conn: asyncpg.Connection) -> str:
+        return await revoke_key(conn, args.key)
+
+    try:
+        key_id = asyncio.run(with_connection(database_url(), revoke))
+    except ValueError as error:
+        return fail(str(error), 1)
+    print(f"revoked {key_id}", file=sys.stderr)
+    return 0
+
+
+def command_rebuild(args: argparse.Namespace) -> int:
+    from service.rebuild import rebuild
+
+    async def run() -> Any:
+        pool = await asyncpg.create_pool(database_url(), min_size=1, max_size=2)
+        try:
+            return await rebuild(pool)
+        finally:
+            await pool.close()
+
+    report = asyncio.run(run())
+    print(report, file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ledger", description="Event-sourced customer ledger service")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="serve the HTTP API (reads DATABASE_URL)")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8080)
+    serve_cmd.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+    serve_cmd.set_defaults(run=command_serve)
+
+    dev_cmd = commands.add_parser("dev", help="embedded PostgreSQL in ./.ledger, a dev key, then serve")
+    dev_cmd.add_argument("--host", default="127.0.0.1")
+    dev_cmd.add_argument("--port", type=int, default=8080)
+    dev_cmd.set_defaults(run=command_dev)
+
+    commands.add_parser("migrate", help="apply pending migrations").set_defaults(run=command_migrate)
+
+    keys = commands.add_parser("api-keys", help="manage secret API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it (only the key) on stdout")
+    create.add_argument("--account", required=True)
+    create.add_argument("--live", action="store_true", help="a live-mode key (sk_live_…); default test mode")
+    create.set_defaults(run=command_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a key by id (key_…) or by a prefix of the secret")
+    revoke.add_argument("key")
+    revoke.set_defaults(run=command_keys_revoke)
+
+    commands.add_parser("rebuild", help="replay the log into fresh projections").set_defaults(
+        run=command_rebuild
+    )
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Stripe-shaped errors and the one middleware that maps every failure to them.
+
+Handlers hold no try/except: domain rejections, idempotency conflicts, database trouble and unknown
+routes all become `{"error": {type, code, message, param, doc_url}}` here. No stack trace or SQL
+ever reaches a client; a 500 is logged with its request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from domain.errors import Conflict, DomainError, ResourceMissing
+from service.handler import ConflictRetriesExhausted, IdempotencyConflict
+
+log = structlog.get_logger("ledger.errors")
+
+INVALID_REQUEST = "invalid_request_error"
+
+
+class StripeError(Exception):
+    """An error response decided by the HTTP layer (auth, limits, routing)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        should_retry: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+        if should_retry is not None:
+            self.headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
+
+
+def error_body(type: str, message: str, code: str | None = None, param: str | None = None) -> bytes:
+    error: dict[str, Any] = {"type": type, "message": message}
+    if code is not None:
+        error["code"] = code
+        error["doc_url"] = f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}"
+    if param is not None:
+        error["param"] = param
+    return msgspec.json.encode({"error": error})
+
+
+def domain_error_response(error: DomainError) -> tuple[int, bytes]:
+    if isinstance(error, ResourceMissing):
+        status = 404
+    elif isinstance(error, Conflict):
+        status = 409
+    else:
+        status = 400
+    return status, error_body(INVALID_REQUEST, error.message, error.code, error.param)
+
+
+def idempotency_conflict_error(error: IdempotencyConflict) -> StripeError:
+    if error.other_path is not None:
+        message = (
+            f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
+            f"('{error.other_path}'). Try using a key other than '{error.key}' if you meant to execute a "
+            "different request."
+        )
+    else:
+        differing = ", ".join(error.differences) or "the parameters"
+        message = (
+            "Keys for idempotent requests can only be used with the same parameters they were first used "
+            f"with (these differ: {differing}). Try using a key other than '{error.key}' if you meant to "
+            "execute a different request."
+        )
+    return StripeError(400, message, type="idempotency_error", should_retry=False)
+
+
+def unavailable(message: str) -> StripeError:
+    return StripeError(
+        503,
+        message,
+        type="api_error",
+        code="service_unavailable",
+        headers={"Retry-After": "1"},
+        should_retry=True,
+    )
+
+
+DATABASE_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+)
+
+
+def translate(error: BaseException, request: web.Request) -> StripeError | None:
+    """The StripeError for a known failure; None for an unexpected one (a 500)."""
+    if isinstance(error, StripeError):
+        return error
+    if isinstance(error, DomainError):
+        status, _ = domain_error_response(error)
+        return StripeError(
+            status, error.message, code=error.code, param=error.param, should_retry=status == 409
+        )
+    if isinstance(error, IdempotencyConflict):
+        return idempotency_conflict_error(error)
+    if isinstance(error, ConflictRetriesExhausted):
+        return StripeError(
+            409,
+            "Too many concurrent changes to this object; please retry.",
+            code="lock_timeout",
+            should_retry=True,
+        )
+    if isinstance(error, web.HTTPRequestEntityTooLarge):
+        return StripeError(413, "The request body is larger than the 1 MiB limit.", code="request_too_large")
+    if isinstance(error, web.HTTPNotFound | web.HTTPMethodNotAllowed):
+        return StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
+    if isinstance(error, asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError):
+        return StripeError(
+            429,
+            "The request timed out waiting for the database; please retry.",
+            type=INVALID_REQUEST,
+            code="lock_timeout",
+            should_retry=True,
+        )
+    if isinstance(error, DATABASE_UNAVAILABLE | asyncio.TimeoutError):
+        return unavailable("The ledger's database is unavailable right now; please retry shortly.")
+    return None
+
+
+def json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as http_error:
+        if http_error.status < 400:
+            raise
+        error = translate(http_error, request) or StripeError(http_error.status, http_error.reason)
+    except Exception as exc:  # the one place every failure is mapped
+        mapped = translate(exc, request)
+        if mapped is None:
+            log.error("unhandled_error", request_id=request.get("request_id"), exc_info=exc)
+            mapped = StripeError(500, "An unexpected error occurred; it has been logged.", type="api_error")
+        error = mapped
+    request["error_code"] = error.code
+    body = error_body(error.type, error.message, error.code, error.param)
+    return json_response(error.status, body, error.headers)

@@ -1,0 +1,112 @@
+"""structlog configuration (once, by the CLI or the app factory), the canonical request log line,
+request ids, and the Prometheus metrics of one app."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import sys
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
+_configured = False
+
+
+def configure_logging(level: str = "info") -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+def new_request_id() -> str:
+    return "req_" + "".join(secrets.choice(REQUEST_ID_ALPHABET) for _ in range(14))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ledger_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ledger_http_request_duration_seconds",
+            "Request latency",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.events_appended = Counter(
+            "ledger_events_appended", "Domain events appended to the log", registry=self.registry
+        )
+        self.conflict_retries = Counter(
+            "ledger_command_conflict_retries",
+            "Commands retried after a concurrency conflict",
+            registry=self.registry,
+        )
+        self.idempotent_replays = Counter(
+            "ledger_idempotent_replays",
+            "Requests answered from an idempotency record",
+            registry=self.registry,
+        )
+
+
+def route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def access_middleware(metrics: Metrics, log_requests: bool) -> Any:
+    log = structlog.get_logger("ledger.http")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = new_request_id()
+        request["request_id"] = request_id
+        started = time.perf_counter()
+        response = await handler(request)
+        elapsed = time.perf_counter() - started
+        response.headers["Request-Id"] = request_id
+        response.headers.setdefault("Cache-Control", "no-cache, no-store")
+        route = route_name(request)
+        metrics.requests.labels(request.method, route, str(response.status)).inc()
+        metrics.latency.labels(request.method, route).observe(elapsed)
+        if log_requests:
+            log.info(
+                "request",
+                request_id=request_id,
+                account=request.get("account"),
+                livemode=request.get("livemode"),
+                method=request.method,
+                route=route,
+                status=response.status,
+                latency_ms=round(elapsed * 1000, 2),
+                replayed=request.get("replayed", False),
+                error_code=request.get("error_code"),
+            )
+        return response
+
+    return middleware

@@ -1,0 +1,465 @@
+"""HTTP mapping of the Stripe Customers, Customer Balance Transactions and Events endpoints.
+
+Each write handler turns a request into one command and runs it through `service.handler.execute`;
+the response body is rendered from the projection inside the command's transaction. Handlers hold
+no try/except: `service.errors.error_middleware` maps every failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from domain.customer import DeleteCustomer
+from domain.errors import InvalidParameter, ResourceMissing
+from projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from service import forms, params, search
+from service.errors import StripeError, domain_error_response, json_response
+from service.handler import (
+    Executable,
+    IdempotencyRequest,
+    Outcome,
+    RequestContext,
+    execute,
+    new_id,
+)
+from service.store.base import StoreSession
+from service.store.postgres import PostgresEventStore, PostgresSession
+
+MAX_IDEMPOTENCY_KEY = 255
+CUSTOMER_LIST_FILTERS = frozenset({"email", "created", "test_clock"})
+TRANSACTION_LIST_FILTERS = frozenset({"created", "invoice"})
+EVENT_LIST_FILTERS = frozenset({"type", "types", "created", "delivery_success"})
+
+routes = web.RouteTableDef()
+
+# ---------------------------------------------------------------------------------------------------
+# request plumbing
+# ---------------------------------------------------------------------------------------------------
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def store_of(request: web.Request) -> PostgresEventStore:
+    store: PostgresEventStore = request.app["store"]
+    return store
+
+
+def pool_of(request: web.Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app["pool"]
+    return pool
+
+
+async def read_params(request: web.Request) -> dict[str, Any]:
+    if request.method in ("GET", "DELETE", "HEAD"):
+        return forms.parse_query(request.rel_url.raw_query_string)
+    body = await request.read()
+    if not body:
+        return forms.parse_query(request.rel_url.raw_query_string) if request.method == "DELETE" else {}
+    if request.content_type == "application/json":
+        return forms.parse_json(body)
+    return forms.parse_form(body)
+
+
+def context_of(request: web.Request) -> RequestContext:
+    return RequestContext(
+        account=request["account"],
+        livemode=request["livemode"],
+        occurred_at_us=now_us(),
+        request_id=request["request_id"],
+        api_key_id=request["api_key_id"],
+    )
+
+
+def idempotency_of(request: web.Request, payload: dict[str, Any]) -> IdempotencyRequest | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise StripeError(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters long.",
+            code="idempotency_key_invalid",
+            param="Idempotency-Key",
+        )
+    return IdempotencyRequest(key=key, method=request.method, path=request.path, params=payload)
+
+
+def respond(outcome: Outcome, request: web.Request) -> web.Response:
+    headers: dict[str, str] = {}
+    key = request.headers.get("Idempotency-Key")
+    if key:
+        headers["Idempotency-Key"] = key.strip()
+    if outcome.replayed:
+        request["replayed"] = True
+        request.app["metrics"].idempotent_replays.inc()
+        headers["Idempotent-Replayed"] = "true"
+        original = outcome.extra.get("original_request_id")
+        if original:
+            headers["Original-Request"] = original
+        if outcome.status >= 400:
+            headers["Stripe-Should-Retry"] = "false"
+    else:
+        request.app["metrics"].events_appended.inc(len(outcome.events))
+    return json_response(outcome.status, outcome.response, headers)
+
+
+Renderer = Callable[[PostgresSession, Outcome], Awaitable[dict[str, Any]]]
+
+
+async def run_command(
+    request: web.Request, command: Executable, payload: dict[str, Any], render: Renderer
+) -> web.Response:
+    async def respond_ok(session: StoreSession, outcome: Outcome) -> tuple[int, bytes]:
+        # The HTTP service always runs on the PostgreSQL store.
+        return 200, msgspec.json.encode(await render(cast(PostgresSession, session), outcome))
+
+    outcome = await execute(
+        store_of(request),
+        command,
+        context_of(request),
+        idempotency=idempotency_of(request, payload),
+        respond=respond_ok,
+        respond_error=domain_error_response,
+    )
+    return respond(outcome, request)
+
+
+def customer_missing(customer_id: str, param: str = "id") -> ResourceMissing:
+    return ResourceMissing(f"No such customer: '{customer_id}'", param=param)
+
+
+async def customer_row(conn: Any, request: web.Request, customer_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM customers WHERE id = $1 AND account = $2 AND livemode = $3",
+        customer_id,
+        request["account"],
+        request["livemode"],
+    )
+    return row
+
+
+async def render_customer_of(session: PostgresSession, outcome: Outcome) -> dict[str, Any]:
+    row = await session.conn.fetchrow("SELECT * FROM customers WHERE id = $1", outcome.customer_id)
+    if row["deleted"]:
+        return render_deleted_customer(row["id"])
+    return render_customer(row)
+
+
+def transaction_renderer(transaction_id: str) -> Renderer:
+    async def render(session: PostgresSession, outcome: Outcome) -> dict[str, Any]:
+        row = await session.conn.fetchrow("SELECT * FROM balance_transactions WHERE id = $1", transaction_id)
+        return render_balance_transaction(row)
+
+    return render
+
+
+def invoice_prefix() -> str:
+    return secrets.token_hex(4).upper()
+
+
+def list_body(url: str, items: list[dict[str, Any]], has_more: bool) -> bytes:
+    return msgspec.json.encode({"object": "list", "data": items, "has_more": has_more, "url": url})
+
+
+# ---------------------------------------------------------------------------------------------------
+# customers
+# ---------------------------------------------------------------------------------------------------
+
+
+@routes.post("/v1/customers")
+async def create_customer(request: web.Request) -> web.Response:
+    payload = await read_params(request)
+    command = params.customer_create(
+        payload,
+        customer_id=new_id("cus_", 14),
+        transaction_id=new_id("cbtxn_", 24),
+        invoice_prefix=invoice_prefix(),
+        occurred_at_us=now_us(),
+        account=request["account"],
+        livemode=request["livemode"],
+    )
+    return await run_command(request, command, payload, render_customer_of)
+
+
+@routes.get("/v1/customers/search")
+async def search_customers(request: web.Request) -> web.Response:
+    options = params.search_params(await read_params(request))
+    where, values = search.compile(search.parse(options.query), first_param=3)
+    sql = f"SELECT * FROM customers WHERE account = $1 AND livemode = $2 AND NOT deleted AND ({where})"
+    arguments: list[Any] = [request["account"], request["livemode"], *values]
+    if options.page:
+        arguments.append(search.decode_page(options.page))
+        sql += f" AND position < ${len(arguments)}"
+    arguments.append(options.limit + 1)
+    sql += f" ORDER BY position DESC LIMIT ${len(arguments)}"
+    rows = await pool_of(request).fetch(sql, *arguments)
+    has_more = len(rows) > options.limit
+    rows = rows[: options.limit]
+    next_page = search.encode_page(rows[-1]["position"]) if has_more and rows else None
+    body = {
+        "object": "search_result",
+        "data": [render_customer(row) for row in rows],
+        "has_more": has_more,
+        "next_page": next_page,
+        "url": "/v1/customers/search",
+    }
+    return json_response(200, msgspec.json.encode(body))
+
+
+@routes.get("/v1/customers")
+async def list_customers(request: web.Request) -> web.Response:
+    options = params.list_params(await read_params(request), filters=CUSTOMER_LIST_FILTERS)
+    query = PagedQuery("customers", "customer", request)
+    query.where("NOT deleted")
+    if options.email is not None:
+        query.where("lower(email) = lower({})", options.email)
+    query.created(options.created)
+    rows, has_more = await query.fetch(pool_of(request), options)
+    return json_response(200, list_body("/v1/customers", [render_customer(row) for row in rows], has_more))
+
+
+@routes.get("/v1/customers/{customer}")
+async def retrieve_customer(request: web.Request) -> web.Response:
+    await read_params(request)  # validates the query string (expand is accepted)
+    customer_id = request.match_info["customer"]
+    row = await customer_row(pool_of(request), request, customer_id)
+    if row is None:
+        raise customer_missing(customer_id)
+    body = render_deleted_customer(customer_id) if row["deleted"] else render_customer(row)
+    return json_response(200, msgspec.json.encode(body))
+
+
+@routes.post("/v1/customers/{customer}")
+async def update_customer(request: web.Request) -> web.Response:
+    payload = await read_params(request)
+    command = params.customer_update(
+        payload,
+        customer_id=request.match_info["customer"],
+        transaction_id=new_id("cbtxn_", 24),
+        occurred_at_us=now_us(),
+    )
+    return await run_command(request, command, payload, render_customer_of)
+
+
+@routes.delete("/v1/customers/{customer}")
+async def delete_customer(request: web.Request) -> web.Response:
+    payload = await read_params(request)
+    for name in payload:
+        if name != "expand":
+            raise InvalidParameter(
+                f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
+            )
+    command = DeleteCustomer(customer_id=request.match_info["customer"], occurred_at=now_us())
+    return await run_command(request, command, payload, render_customer_of)
+
+
+# ---------------------------------------------------------------------------------------------------
+# balance transactions
+# ---------------------------------------------------------------------------------------------------
+
+
+@routes.post("/v1/customers/{customer}/balance_transactions")
+async def create_balance_transaction(request: web.Request) -> web.Response:
+    payload = await read_params(request)
+    transaction_id = new_id("cbtxn_", 24)
+    command = params.balance_transaction_create(
+        payload,
+        customer_id=request.match_info["customer"],
+        transaction_id=transaction_id,
+        occurred_at_us=now_us(),
+    )
+    return await run_command(request, command, payload, transaction_renderer(transaction_id))
+
+
+async def require_customer(request: web.Request, customer_id: str) -> None:
+    row = await customer_row(pool_of(request), request, customer_id)
+    if row is None or row["deleted"]:
+        raise customer_missing(customer_id, "customer")
+
+
+@routes.get("/v1/customers/{customer}/balance_transactions")
+async def list_balance_transactions(request: web.Request) -> web.Response:
+    customer_id = request.match_info["customer"]
+    options = params.list_params(await read_params(request), filters=TRANSACTION_LIST_FILTERS)
+    await require_customer(request, customer_id)
+    query = PagedQuery("balance_transactions", "customer balance transaction", request)
+    query.where("customer_id = {}", customer_id)
+    query.created(options.created)
+    rows, has_more = await query.fetch(pool_of(request), options)
+    url = f"/v1/customers/{customer_id}/balance_transactions"
+    return json_response(200, list_body(url, [render_balance_transaction(row) for row in rows], has_more))
+
+
+@routes.get("/v1/customers/{customer}/balance_transactions/{transaction}")
+async def retrieve_balance_transaction(request: web.Request) -> web.Response:
+    await read_params(request)
+    customer_id = request.match_info["customer"]
+    transaction_id = request.match_info["transaction"]
+    await require_customer(request, customer_id)
+    row = await pool_of(request).fetchrow(
+        "SELECT * FROM balance_transactions WHERE id = $1 AND customer_id = $2", transaction_id, customer_id
+    )
+    if row is None:
+        raise ResourceMissing(
+            f"No such customer balance transaction: '{transaction_id}'", param="transaction"
+        )
+    return json_response(200, msgspec.json.encode(render_balance_transaction(row)))
+
+
+@routes.post("/v1/customers/{customer}/balance_transactions/{transaction}")
+async def update_balance_transaction(request: web.Request) -> web.Response:
+    payload = await read_params(request)
+    transaction_id = request.match_info["transaction"]
+    command = params.balance_transaction_update(
+        payload,
+        customer_id=request.match_info["customer"],
+        transaction_id=transaction_id,
+        occurred_at_us=now_us(),
+    )
+    return await run_command(request, command, payload, transaction_renderer(transaction_id))
+
+
+# ---------------------------------------------------------------------------------------------------
+# events
+# ---------------------------------------------------------------------------------------------------
+
+
+def render_event(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "event",
+        "account": row["account"],
+        "api_version": None,
+        "created": row["created"],
+        "data": msgspec.json.decode(row["data"]),
+        "livemode": row["livemode"],
+        "pending_webhooks": 0,
+        "request": msgspec.json.decode(row["request"]),
+        "type": row["type"],
+    }
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    options = params.list_params(await read_params(request), filters=EVENT_LIST_FILTERS)
+    query = PagedQuery("stripe_events", "event", request)
+    if options.type is not None:
+        if options.type.endswith("*"):
+            query.where("starts_with(type, {})", options.type[:-1])
+        else:
+            query.where("type = {}", options.type)
+    if options.types is not None:
+        query.where("type = ANY({}::text[])", list(options.types))
+    query.created(options.created)
+    rows, has_more = await query.fetch(pool_of(request), options)
+    return json_response(200, list_body("/v1/events", [render_event(row) for row in rows], has_more))
+
+
+@routes.get("/v1/events/{event}")
+async def retrieve_event(request: web.Request) -> web.Response:
+    await read_params(request)
+    event_id = request.match_info["event"]
+    row = await pool_of(request).fetchrow(
+        "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
+        event_id,
+        request["account"],
+        request["livemode"],
+    )
+    if row is None:
+        raise ResourceMissing(f"No such event: '{event_id}'", param="id")
+    return json_response(200, msgspec.json.encode(render_event(row)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# cursor pagination shared by the lists: newest first, ordered by log position (then seq for events)
+# ---------------------------------------------------------------------------------------------------
+
+
+class PagedQuery:
+    def __init__(self, table: str, noun: str, request: web.Request) -> None:
+        self.table = table
+        self.noun = noun
+        self.order = "position, seq" if table == "stripe_events" else "position"
+        self.conditions = ["account = $1", "livemode = $2"]
+        self.values: list[Any] = [request["account"], request["livemode"]]
+
+    def where(self, condition: str, *values: Any) -> None:
+        placeholders = []
+        for value in values:
+            self.values.append(value)
+            placeholders.append(f"${len(self.values)}")
+        self.conditions.append(condition.format(*placeholders))
+
+    def created(self, created: params.CreatedRange | None) -> None:
+        if created is None:
+            return
+        for name, operator in (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<=")):
+            bound = getattr(created, name)
+            if bound is not None:
+                self.where(f"created {operator} {{}}", bound)
+
+    async def cursor(self, pool: asyncpg.Pool, object_id: str, param: str) -> None:
+        row = await pool.fetchrow(
+            f"SELECT {self.order} FROM {self.table} WHERE id = $1 AND account = $2 AND livemode = $3",
+            object_id,
+            self.values[0],
+            self.values[1],
+        )
+        if row is None:
+            raise InvalidParameter(
+                f"No such {self.noun}: '{object_id}'", param=param, code="resource_missing"
+            )
+        self.cursor_values = tuple(row)
+
+    async def fetch(
+        self, pool: asyncpg.Pool, options: params.ListParams
+    ) -> tuple[list[asyncpg.Record], bool]:
+        backwards = options.ending_before is not None and options.starting_after is None
+        cursor_id = options.ending_before if backwards else options.starting_after
+        if cursor_id is not None:
+            await self.cursor(pool, cursor_id, "ending_before" if backwards else "starting_after")
+            placeholders = []
+            for value in self.cursor_values:
+                self.values.append(value)
+                placeholders.append(f"${len(self.values)}")
+            comparison = ">" if backwards else "<"
+            self.conditions.append(f"({self.order}) {comparison} ({', '.join(placeholders)})")
+        direction = "ASC" if backwards else "DESC"
+        order_by = ", ".join(f"{column.strip()} {direction}" for column in self.order.split(","))
+        self.values.append(options.limit + 1)
+        sql = (
+            f"SELECT * FROM {self.table} WHERE {' AND '.join(self.conditions)} "
+            f"ORDER BY {order_by} LIMIT ${len(self.values)}"
+        )
+        rows = list(await pool.fetch(sql, *self.values))
+        has_more = len(rows) > options.limit
+        rows = rows[: options.limit]
+        if backwards:
+            rows.reverse()
+        return rows, has_more
+
+
+# ---------------------------------------------------------------------------------------------------
+# operations
+# ---------------------------------------------------------------------------------------------------
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(200, b'{"status":"ok"}')
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    await pool_of(request).fetchval("SELECT 1")
+    return json_response(200, b'{"status":"ready"}')

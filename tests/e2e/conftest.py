@@ -1,0 +1,100 @@
+"""A real `ledger serve` process per test module, on a fresh migrated database, with API keys for
+two accounts in both modes. Tests drive it over HTTP (the official stripe SDK, aiohttp, raw sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest_asyncio
+import stripe
+
+from service.auth import create_key
+from tests.conftest import _create_database, _drop_database, _random_name, _with_database
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    db_url: str
+    key: str  # account A, test mode
+    live_key: str  # account A, live mode
+    other_key: str  # account B, test mode
+    process: subprocess.Popen[bytes]
+
+    def client(self, key: str | None = None, retries: int = 0) -> stripe.StripeClient:
+        return stripe.StripeClient(
+            key or self.key, base_addresses={"api": self.base_url}, max_network_retries=retries
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db_url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": db_url, "LEDGER_LOG_LEVEL": "warning"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-migrate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def wait_until_healthy(port: int, process: subprocess.Popen[bytes], limit_s: float = 20.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"ledger serve exited: {process.stderr.read().decode() if process.stderr else ''}"
+            )
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            status = await reader.readline()
+            writer.close()
+            if b" 200 " in status:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("ledger serve did not become healthy")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def server(
+    admin_conn: asyncpg.Connection, database_url: str, template_db: str
+) -> AsyncIterator[Server]:
+    name = _random_name("ledger_e2e_")
+    await _create_database(admin_conn, name, template_db)
+    db_url = _with_database(database_url, name)
+    conn = await asyncpg.connect(db_url)
+    try:
+        _, key = await create_key(conn, "acct_a", livemode=False)
+        _, live_key = await create_key(conn, "acct_a", livemode=True)
+        _, other_key = await create_key(conn, "acct_b", livemode=False)
+    finally:
+        await conn.close()
+    port = free_port()
+    process = start_server(db_url, port)
+    try:
+        await wait_until_healthy(port, process)
+        yield Server(f"http://127.0.0.1:{port}", db_url, key, live_key, other_key, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        await _drop_database(admin_conn, name)
