@@ -3,10 +3,13 @@ app, and its cleanup context owns the database pool for the app's lifetime."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,6 +50,42 @@ def pool_context(config: Config) -> Any:
     return context
 
 
+PRUNE_EVERY_S = 600.0
+
+
+async def prune_idempotency_keys(pool: asyncpg.Pool, retention_hours: int) -> int:
+    """Forget idempotency records older than the retention window (Stripe keeps them >= 24 h)."""
+    status: str = await pool.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)", retention_hours
+    )
+    return int(status.split()[-1])
+
+
+def pruning_context(config: Config) -> Any:
+    log = structlog.get_logger("ledger.pruning")
+
+    async def loop(app: web.Application) -> None:
+        while True:
+            try:
+                removed = await prune_idempotency_keys(app["pool"], config.idempotency_retention_hours)
+                if removed:
+                    log.info("idempotency_keys_pruned", removed=removed)
+            except (asyncpg.PostgresError, OSError) as error:
+                log.warning("idempotency_pruning_failed", error=str(error))
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop(app))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return context
+
+
 def auth_middleware(cache: KeyCache) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -82,6 +121,7 @@ def create_app(config: Config) -> web.Application:
     app["config"] = config
     app["metrics"] = metrics
     app.cleanup_ctx.append(pool_context(config))
+    app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)
     return app

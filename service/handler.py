@@ -27,6 +27,7 @@ from domain.customer import (
     BalanceTransactionState,
     CustomerState,
     UpdateBalanceTransaction,
+    UpdateCustomer,
     UpsertCustomer,
     decide,
     decide_transaction_update,
@@ -34,7 +35,7 @@ from domain.customer import (
     evolve_transaction,
     resolve_upsert,
 )
-from domain.errors import DomainError, ResourceMissing
+from domain.errors import DomainError, InvalidParameter, ResourceMissing
 from domain.validation import validate
 from service.store.base import (
     DuplicateKey,
@@ -198,6 +199,8 @@ async def run_once(
 
 
 async def resolve(session: StoreSession, executable: Executable, context: RequestContext) -> AnyCommand:
+    if isinstance(executable, UpdateCustomer):
+        await claim_external_id(session, executable, context)
     if not isinstance(executable, UpsertCustomer):
         return executable
     external_id = executable.create.profile.external_id
@@ -206,6 +209,21 @@ async def resolve(session: StoreSession, executable: Executable, context: Reques
     await session.lock(f"external_id:{context.account}:{context.livemode}:{external_id}")
     existing = await session.find_customer_by_external_id(context.account, context.livemode, external_id)
     return resolve_upsert(executable, existing)
+
+
+async def claim_external_id(session: StoreSession, command: UpdateCustomer, context: RequestContext) -> None:
+    """An external_id is unique per account and mode: taking one another customer holds is a 400."""
+    external_id = command.patch.external_id
+    if not isinstance(external_id, str):
+        return
+    await session.lock(f"external_id:{context.account}:{context.livemode}:{external_id}")
+    owner = await session.find_customer_by_external_id(context.account, context.livemode, external_id)
+    if owner is not None and owner != command.customer_id:
+        raise InvalidParameter(
+            f"external_id '{external_id}' already belongs to customer '{owner}'.",
+            param="external_id",
+            code="external_id_in_use",
+        )
 
 
 async def execute(

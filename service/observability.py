@@ -24,6 +24,8 @@ def configure_logging(level: str = "info") -> None:
     if _configured:
         return
     _configured = True
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # one request, one line, visible at once
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
     structlog.configure(
         processors=[
