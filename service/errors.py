@@ -125,6 +125,8 @@ def translate(error: BaseException, request: web.Request) -> StripeError | None:
             code="lock_timeout",
             should_retry=True,
         )
+    if isinstance(error, web.RequestPayloadError):  # e.g. a corrupt gzip body or a broken chunked encoding
+        return StripeError(400, "The request body could not be read (bad Content-Encoding or framing).")
     if isinstance(error, web.HTTPRequestEntityTooLarge):
         return StripeError(413, "The request body is larger than the 1 MiB limit.", code="request_too_large")
     if isinstance(error, web.HTTPNotFound | web.HTTPMethodNotAllowed):
@@ -137,7 +139,7 @@ def translate(error: BaseException, request: web.Request) -> StripeError | None:
             code="lock_timeout",
             should_retry=True,
         )
-    if isinstance(error, DATABASE_UNAVAILABLE | asyncio.TimeoutError):
+    if isinstance(error, (*DATABASE_UNAVAILABLE, asyncio.TimeoutError)):
         return unavailable("The ledger's database is unavailable right now; please retry shortly.")
     return None
 

@@ -44,6 +44,7 @@ __all__ = [
     "SearchParams",
     "balance_transaction_create",
     "balance_transaction_update",
+    "check_expand",
     "customer_create",
     "customer_update",
     "list_params",
@@ -445,6 +446,11 @@ def list_params(params: Params, *, filters: frozenset[str]) -> ListParams:
     if "delivery_success" in params and not _unset(params["delivery_success"]):
         fields["delivery_success"] = _boolean(params["delivery_success"], "delivery_success")
     return ListParams(**fields)
+
+
+def check_expand(params: Params) -> tuple[str, ...]:
+    """Type-check ``expand`` (a list of strings, accepted everywhere and otherwise ignored)."""
+    return _accept_ignored(params, validate=False)
 
 
 def search_params(params: Params) -> SearchParams:

@@ -69,6 +69,18 @@ async def read_params(request: web.Request) -> dict[str, Any]:
     return forms.parse_form(body)
 
 
+async def read_only_expand(request: web.Request) -> dict[str, Any]:
+    """Params of an endpoint that takes nothing but ``expand`` (retrieve, delete): anything else is a 400."""
+    payload = await read_params(request)
+    for name in payload:
+        if name != "expand":
+            raise InvalidParameter(
+                f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
+            )
+    params.check_expand(payload)
+    return payload
+
+
 def context_of(request: web.Request) -> RequestContext:
     return RequestContext(
         account=request["account"],
@@ -132,6 +144,18 @@ async def run_command(
         respond_error=domain_error_response,
     )
     return respond(outcome, request)
+
+
+PATH_NOUNS = {"customer": "customer", "transaction": "customer balance transaction", "event": "event"}
+
+
+def path_id(request: web.Request, name: str, param: str) -> str:
+    """A path segment naming an object. PostgreSQL text cannot hold NUL, so such an id names nothing."""
+    value = request.match_info[name]
+    if "\x00" in value:
+        shown = value.replace("\x00", "\\x00")
+        raise ResourceMissing(f"No such {PATH_NOUNS[name]}: '{shown}'", param=param)
+    return value
 
 
 def customer_missing(customer_id: str, param: str = "id") -> ResourceMissing:
@@ -223,6 +247,8 @@ async def list_customers(request: web.Request) -> web.Response:
     query.where("NOT deleted")
     if options.email is not None:
         query.where("lower(email) = lower({})", options.email)
+    if options.test_clock is not None:
+        query.where("false")  # no customer belongs to a test clock (test_clock is always null)
     query.created(options.created)
     rows, has_more = await query.fetch(pool_of(request), options)
     return json_response(200, list_body("/v1/customers", [render_customer(row) for row in rows], has_more))
@@ -230,8 +256,8 @@ async def list_customers(request: web.Request) -> web.Response:
 
 @routes.get("/v1/customers/{customer}")
 async def retrieve_customer(request: web.Request) -> web.Response:
-    await read_params(request)  # validates the query string (expand is accepted)
-    customer_id = request.match_info["customer"]
+    await read_only_expand(request)
+    customer_id = path_id(request, "customer", "id")
     row = await customer_row(pool_of(request), request, customer_id)
     if row is None:
         raise customer_missing(customer_id)
@@ -244,7 +270,7 @@ async def update_customer(request: web.Request) -> web.Response:
     payload = await read_params(request)
     command = params.customer_update(
         payload,
-        customer_id=request.match_info["customer"],
+        customer_id=path_id(request, "customer", "id"),
         transaction_id=new_id("cbtxn_", 24),
         occurred_at_us=now_us(),
     )
@@ -253,13 +279,8 @@ async def update_customer(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/customers/{customer}")
 async def delete_customer(request: web.Request) -> web.Response:
-    payload = await read_params(request)
-    for name in payload:
-        if name != "expand":
-            raise InvalidParameter(
-                f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
-            )
-    command = DeleteCustomer(customer_id=request.match_info["customer"], occurred_at=now_us())
+    payload = await read_only_expand(request)
+    command = DeleteCustomer(customer_id=path_id(request, "customer", "id"), occurred_at=now_us())
     return await run_command(request, command, payload, render_customer_of)
 
 
@@ -274,7 +295,7 @@ async def create_balance_transaction(request: web.Request) -> web.Response:
     transaction_id = new_id("cbtxn_", 24)
     command = params.balance_transaction_create(
         payload,
-        customer_id=request.match_info["customer"],
+        customer_id=path_id(request, "customer", "customer"),
         transaction_id=transaction_id,
         occurred_at_us=now_us(),
     )
@@ -289,11 +310,14 @@ async def require_customer(request: web.Request, customer_id: str) -> None:
 
 @routes.get("/v1/customers/{customer}/balance_transactions")
 async def list_balance_transactions(request: web.Request) -> web.Response:
-    customer_id = request.match_info["customer"]
+    customer_id = path_id(request, "customer", "customer")
     options = params.list_params(await read_params(request), filters=TRANSACTION_LIST_FILTERS)
     await require_customer(request, customer_id)
     query = PagedQuery("balance_transactions", "customer balance transaction", request)
     query.where("customer_id = {}", customer_id)
+    query.cursor_scope["customer_id"] = customer_id
+    if options.invoice is not None:
+        query.where("false")  # no transaction is linked to an invoice (invoice is always null)
     query.created(options.created)
     rows, has_more = await query.fetch(pool_of(request), options)
     url = f"/v1/customers/{customer_id}/balance_transactions"
@@ -302,9 +326,9 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
 
 @routes.get("/v1/customers/{customer}/balance_transactions/{transaction}")
 async def retrieve_balance_transaction(request: web.Request) -> web.Response:
-    await read_params(request)
-    customer_id = request.match_info["customer"]
-    transaction_id = request.match_info["transaction"]
+    await read_only_expand(request)
+    customer_id = path_id(request, "customer", "customer")
+    transaction_id = path_id(request, "transaction", "transaction")
     await require_customer(request, customer_id)
     row = await pool_of(request).fetchrow(
         "SELECT * FROM balance_transactions WHERE id = $1 AND customer_id = $2", transaction_id, customer_id
@@ -319,10 +343,10 @@ async def retrieve_balance_transaction(request: web.Request) -> web.Response:
 @routes.post("/v1/customers/{customer}/balance_transactions/{transaction}")
 async def update_balance_transaction(request: web.Request) -> web.Response:
     payload = await read_params(request)
-    transaction_id = request.match_info["transaction"]
+    transaction_id = path_id(request, "transaction", "transaction")
     command = params.balance_transaction_update(
         payload,
-        customer_id=request.match_info["customer"],
+        customer_id=path_id(request, "customer", "customer"),
         transaction_id=transaction_id,
         occurred_at_us=now_us(),
     )
@@ -360,6 +384,8 @@ async def list_events(request: web.Request) -> web.Response:
             query.where("type = {}", options.type)
     if options.types is not None:
         query.where("type = ANY({}::text[])", list(options.types))
+    if options.delivery_success is False:
+        query.where("false")  # no webhooks are sent, so no delivery is pending or failed
     query.created(options.created)
     rows, has_more = await query.fetch(pool_of(request), options)
     return json_response(200, list_body("/v1/events", [render_event(row) for row in rows], has_more))
@@ -367,8 +393,8 @@ async def list_events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events/{event}")
 async def retrieve_event(request: web.Request) -> web.Response:
-    await read_params(request)
-    event_id = request.match_info["event"]
+    await read_only_expand(request)
+    event_id = path_id(request, "event", "id")
     row = await pool_of(request).fetchrow(
         "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
         event_id,
@@ -392,6 +418,7 @@ class PagedQuery:
         self.order = "position, seq" if table == "stripe_events" else "position"
         self.conditions = ["account = $1", "livemode = $2"]
         self.values: list[Any] = [request["account"], request["livemode"]]
+        self.cursor_scope: dict[str, Any] = {}  # a cursor must be an object of this list, not just any
 
     def where(self, condition: str, *values: Any) -> None:
         placeholders = []
@@ -409,11 +436,13 @@ class PagedQuery:
                 self.where(f"created {operator} {{}}", bound)
 
     async def cursor(self, pool: asyncpg.Pool, object_id: str, param: str) -> None:
+        scope = "".join(f" AND {column} = ${index}" for index, column in enumerate(self.cursor_scope, 4))
         row = await pool.fetchrow(
-            f"SELECT {self.order} FROM {self.table} WHERE id = $1 AND account = $2 AND livemode = $3",
+            f"SELECT {self.order} FROM {self.table} WHERE id = $1 AND account = $2 AND livemode = $3{scope}",
             object_id,
             self.values[0],
             self.values[1],
+            *self.cursor_scope.values(),
         )
         if row is None:
             raise InvalidParameter(
