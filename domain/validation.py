@@ -20,7 +20,7 @@ from domain.customer import (
 )
 from domain.errors import InvalidParameter
 from domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds, normalize_currency
-from domain.values import Address, CustomField, InvoiceSettings, Profile, Shipping
+from domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
 
 MAX_LENGTHS: dict[str, int] = {
     "email": 512,
@@ -189,7 +189,11 @@ def validate_custom_fields(fields: Iterable[CustomField] | None) -> None:
         validate_text(item.value, f"invoice_settings[custom_fields][{index}][value]", 140)
 
 
-def validate_rendering(display: str | None) -> None:
+def validate_rendering(options: RenderingOptions | None) -> None:
+    if options is None:
+        return
+    validate_text(options.template, "invoice_settings[rendering_options][template]", 5000)
+    display = options.amount_tax_display
     if display is not None and display not in AMOUNT_TAX_DISPLAY:
         raise InvalidParameter(
             "invoice_settings[rendering_options][amount_tax_display] must be one of: "
@@ -201,8 +205,7 @@ def validate_rendering(display: str | None) -> None:
 def validate_invoice_settings(settings: InvoiceSettings) -> None:
     validate_custom_fields(settings.custom_fields)
     validate_text(settings.footer, "invoice_settings[footer]", 5000)
-    if settings.rendering_options is not None:
-        validate_rendering(settings.rendering_options.amount_tax_display)
+    validate_rendering(settings.rendering_options)
 
 
 def validate_invoice_settings_patch(patch: InvoiceSettingsPatch) -> None:
@@ -210,8 +213,8 @@ def validate_invoice_settings_patch(patch: InvoiceSettingsPatch) -> None:
         validate_custom_fields(patch.custom_fields)
     if patch.footer is not UNSET:
         validate_text(patch.footer, "invoice_settings[footer]", 5000)
-    if patch.rendering_options is not UNSET and patch.rendering_options is not None:
-        validate_rendering(patch.rendering_options.amount_tax_display)
+    if patch.rendering_options is not UNSET:
+        validate_rendering(patch.rendering_options)
 
 
 def validate_sequence(sequence: int) -> None:

@@ -1,0 +1,437 @@
+"""Rebuild the projections from the event log, and compare live projections with a fresh replay.
+
+`rebuild(pool)` (the `ledger rebuild` command):
+
+1. Shadow tables. `ledger_rebuild.<table>` for every projection table: `LIKE <live> INCLUDING ALL
+   EXCLUDING INDEXES`, then the live table's indexes and index-backed constraints recreated under their
+   **original names** (names are per schema, so they do not clash), so that after the swap the schema is
+   exactly what the migrations built.
+2. Bulk replay, while writers keep appending: the whole log in the gap-safe global order
+   (`(tx_id, position)` below the oldest running transaction, as `read_all` does), in batches of one
+   transaction each, applied by the very `projections.*.apply` code that live appends run, with
+   `search_path = ledger_rebuild, <live schema>` so its unqualified table names hit the shadow tables.
+   A batch never splits the events of one writing transaction (see `projections.apply_all`).
+3. Swap, in ONE transaction: `LOCK TABLE streams IN SHARE MODE` (every append takes ROW EXCLUSIVE on
+   `streams` as its first write, so from here no append is in flight and none can start), then ACCESS
+   EXCLUSIVE on the live projection tables; catch up every event appended since the bulk phase (no
+   horizon needed: nothing is in flight); copy owner, grants and triggers; drop the live tables and move
+   the shadow tables in. Writers block for the duration of this transaction only, and lose nothing: an
+   event is either replayed here or appended after the swap, into the new tables.
+
+   The locks are taken with a short `lock_timeout` and the whole swap is retried: a command transaction
+   may have read a projection table before its append (the external_id lookup of an upsert); waiting on
+   it while holding SHARE on `streams` would deadlock, so the swap backs off and lets it finish.
+
+`compare_projections(pool)` replays the log into a private schema and returns the differences from the
+live tables (an empty list when they are identical), comparing the rows as text in one REPEATABLE READ
+snapshot: the snapshot fixes both the live rows and the tail of the log that is replayed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from projections import PROJECTION_TABLES, apply_all
+from service.store.base import GlobalCursor, RecordedEvent
+from service.store.postgres import EVENT_COLUMNS, row_to_event
+
+REBUILD_SCHEMA = "ledger_rebuild"
+REBUILD_LOCK_ID = 0x1ED6E6  # pg_advisory_lock key: one rebuild at a time
+BATCH_SIZE = 2000
+SWAP_LOCK_TIMEOUT = "250ms"  # well below the default deadlock_timeout (1 s)
+SWAP_ATTEMPTS = 40
+
+Progress = Callable[[int], None]
+
+SQL_LIVE_SCHEMA = """
+SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass('events')
+"""
+# Both statements run before the batch transaction writes anything, so it has no xid yet and the
+# horizon is the oldest transaction running elsewhere (see service/store/postgres.py SQL_READ_ALL).
+SQL_BULK_BATCH = """
+SELECT {columns} FROM {schema}.events
+WHERE (tx_id, position) > ($1, $2)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+ORDER BY tx_id, position
+LIMIT $3
+"""
+# The rest of a (finished) writing transaction whose first events ended a batch.
+SQL_REST_OF_TRANSACTION = """
+SELECT {columns} FROM {schema}.events WHERE tx_id = $1 AND position > $2 ORDER BY position
+"""
+# Under the swap locks (or inside a snapshot that fixes the log): everything after the cursor.
+SQL_TAIL_BATCH = """
+SELECT {columns} FROM {schema}.events
+WHERE (tx_id, position) > ($1, $2)
+ORDER BY tx_id, position
+LIMIT $3
+"""
+SQL_INDEXES = """
+SELECT i.indexrelid::regclass::text AS qualified, ic.relname AS name, pg_get_indexdef(i.indexrelid) AS def,
+       con.conname AS constraint_name, pg_get_constraintdef(con.oid) AS constraint_def
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+    AND con.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = $1::regclass
+ORDER BY ic.relname
+"""
+SQL_FOREIGN_KEYS = """
+SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname
+"""
+SQL_TRIGGERS = """
+SELECT t.tgname, pg_get_triggerdef(t.oid) AS def,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified_table
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal ORDER BY t.tgname
+"""
+SQL_TABLE_ACL = """
+SELECT pg_get_userbyid(c.relowner) AS owner,
+       coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC') AS grantee,
+       a.privilege_type, a.is_grantable
+FROM pg_class c LEFT JOIN LATERAL aclexplode(c.relacl) AS a ON true
+WHERE c.oid = $1::regclass
+"""
+SQL_PRIMARY_KEY = """
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = $1::regclass AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)
+"""
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class ReplayResult:
+    cursor: GlobalCursor
+    events: int
+
+
+@dataclass
+class RebuildReport:
+    tables: tuple[str, ...]
+    events: int = 0  # events replayed in total
+    bulk_events: int = 0  # replayed while writers kept going
+    swap_events: int = 0  # caught up inside the swap transaction, writers blocked
+    swap_attempts: int = 0
+    seconds: float = 0.0
+    swap_seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"rebuilt {', '.join(self.tables)} from {self.events} events in {self.seconds:.2f} s "
+            f"({self.bulk_events} in bulk, {self.swap_events} while swapping; writers blocked "
+            f"{self.swap_seconds * 1000:.0f} ms; {self.swap_attempts} swap attempt(s))"
+        )
+
+
+class RebuildError(RuntimeError):
+    pass
+
+
+async def live_schema(conn: asyncpg.Connection) -> str:
+    schema: str | None = await conn.fetchval(SQL_LIVE_SCHEMA)
+    if schema is None:
+        raise RebuildError("no events table on the search_path: run the migrations first")
+    return schema
+
+
+# --- shadow tables -------------------------------------------------------------------------------------
+
+
+async def create_shadow_tables(conn: asyncpg.Connection, schema: str, source_schema: str) -> None:
+    """Fresh, empty copies of the projection tables in `schema` (dropped first if it exists), with the
+    live tables' columns, defaults, checks, indexes and constraints under their original names."""
+    target = quote_ident(schema)
+    async with conn.transaction():
+        await conn.execute(f"DROP SCHEMA IF EXISTS {target} CASCADE")
+        await conn.execute(f"CREATE SCHEMA {target}")
+        for table in PROJECTION_TABLES:
+            live = f"{quote_ident(source_schema)}.{quote_ident(table)}"
+            shadow = f"{target}.{quote_ident(table)}"
+            await conn.execute(f"CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL EXCLUDING INDEXES)")
+            for index in await conn.fetch(SQL_INDEXES, live):
+                if index["constraint_name"] is not None:
+                    await conn.execute(
+                        f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(index['constraint_name'])} "
+                        f"{index['constraint_def']}"
+                    )
+                    if index["constraint_name"] != index["name"]:
+                        await conn.execute(
+                            f"ALTER INDEX {target}.{quote_ident(index['constraint_name'])} "
+                            f"RENAME TO {quote_ident(index['name'])}"
+                        )
+                else:
+                    await conn.execute(retarget_index(index["def"], live, shadow))
+            for foreign_key in await conn.fetch(SQL_FOREIGN_KEYS, live):
+                await conn.execute(
+                    f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(foreign_key['conname'])} "
+                    f"{foreign_key['def']}"
+                )
+
+
+def retarget_index(definition: str, live: str, shadow: str) -> str:
+    """`CREATE [UNIQUE] INDEX name ON [ONLY] live USING ...` -> the same index on the shadow table (an
+    unqualified index name is created in its table's schema)."""
+    pattern = re.compile(r"^(CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?)(\S+)( .*)$", re.DOTALL)
+    match = pattern.match(definition)
+    if match is None:
+        raise RebuildError(f"cannot recreate index: {definition}")
+    return f"{match.group(1)}{shadow}{match.group(3)}"
+
+
+def retarget_trigger(definition: str, qualified_table: str, shadow: str) -> str:
+    marker = f" ON {qualified_table} "
+    if marker not in definition:
+        raise RebuildError(f"cannot recreate trigger: {definition}")
+    return definition.replace(marker, f" ON {shadow} ", 1)
+
+
+# --- replay --------------------------------------------------------------------------------------------
+
+
+async def apply_events(
+    conn: asyncpg.Connection, schema: str, source_schema: str, events: list[RecordedEvent]
+) -> None:
+    """Apply events with the live projection code (`projections.apply_all`, one writing transaction
+    at a time), redirected to the tables in `schema`. Call inside a transaction."""
+    await conn.execute(
+        "SELECT set_config('search_path', $1, true)", f"{quote_ident(schema)}, {quote_ident(source_schema)}"
+    )
+    await apply_all(conn, events)
+
+
+async def fetch_batch(
+    conn: asyncpg.Connection, query: str, source: str, cursor: GlobalCursor, batch_size: int
+) -> tuple[list[RecordedEvent], bool]:
+    """The next batch after `cursor`, completed to a whole writing transaction: the projections render
+    some rows from the state after the whole command, so a command's events are never split across
+    batches. Returns (events, more_may_follow)."""
+    rows = await conn.fetch(query, cursor.tx_id, cursor.position, batch_size)
+    events = [row_to_event(row) for row in rows]
+    full = len(events) == batch_size
+    if full:
+        last = events[-1]
+        rest = await conn.fetch(
+            SQL_REST_OF_TRANSACTION.format(columns=EVENT_COLUMNS, schema=quote_ident(source)),
+            last.tx_id,
+            last.position,
+        )
+        events += [row_to_event(row) for row in rest]
+    return events, full
+
+
+async def replay_into(
+    conn: asyncpg.Connection,
+    schema: str,
+    *,
+    after: GlobalCursor = GlobalCursor(),
+    batch_size: int = BATCH_SIZE,
+    progress: Progress | None = None,
+    done_before: int = 0,
+) -> ReplayResult:
+    """Replay the committed log after `after`, in the gap-safe global order, into the projection tables
+    in `schema` (see `create_shadow_tables`), one transaction per batch. Stops when it reaches the
+    horizon (the oldest running transaction); returns the cursor to continue from.
+
+    Call it outside a transaction: each batch must read the log before it writes (its own xid would
+    otherwise hold the horizon back)."""
+    source = await live_schema(conn)
+    query = SQL_BULK_BATCH.format(columns=EVENT_COLUMNS, schema=quote_ident(source))
+    cursor, total = after, 0
+    while True:
+        async with conn.transaction():
+            events, more = await fetch_batch(conn, query, source, cursor, batch_size)
+            if events:
+                await apply_events(conn, schema, source, events)
+        if events:
+            cursor = GlobalCursor(events[-1].tx_id, events[-1].position)
+            total += len(events)
+            if progress is not None:
+                progress(done_before + total)
+        if not more:
+            return ReplayResult(cursor, total)
+
+
+async def replay_tail(
+    conn: asyncpg.Connection,
+    schema: str,
+    source: str,
+    after: GlobalCursor,
+    batch_size: int = BATCH_SIZE,
+) -> ReplayResult:
+    """Inside a transaction that fixes the log (swap locks, or a REPEATABLE READ snapshot): replay every
+    visible event after `after`, no horizon."""
+    query = SQL_TAIL_BATCH.format(columns=EVENT_COLUMNS, schema=quote_ident(source))
+    cursor, total = after, 0
+    while True:
+        events, more = await fetch_batch(conn, query, source, cursor, batch_size)
+        if events:
+            await apply_events(conn, schema, source, events)
+            cursor = GlobalCursor(events[-1].tx_id, events[-1].position)
+            total += len(events)
+        if not more:
+            return ReplayResult(cursor, total)
+
+
+# --- rebuild -------------------------------------------------------------------------------------------
+
+
+async def rebuild(
+    pool: asyncpg.Pool, *, progress: Progress | None = None, batch_size: int = BATCH_SIZE
+) -> RebuildReport:
+    """Replay the whole log into fresh projection tables and swap them in atomically (see module doc).
+    `progress(events_done)` is called after every batch."""
+    started = time.monotonic()
+    report = RebuildReport(tables=PROJECTION_TABLES)
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK_ID):
+            raise RebuildError("another rebuild is running")
+        try:
+            source = await live_schema(conn)
+            await create_shadow_tables(conn, REBUILD_SCHEMA, source)
+            bulk = await replay_into(conn, REBUILD_SCHEMA, batch_size=batch_size, progress=progress)
+            cursor, report.bulk_events = bulk.cursor, bulk.events
+            for table in PROJECTION_TABLES:
+                await conn.execute(f"ANALYZE {quote_ident(REBUILD_SCHEMA)}.{quote_ident(table)}")
+            while True:
+                report.swap_attempts += 1
+                try:
+                    swap_started = time.monotonic()
+                    tail = await swap(conn, source, cursor, batch_size)
+                    report.swap_seconds = time.monotonic() - swap_started
+                    report.swap_events = tail.events
+                    break
+                except asyncpg.LockNotAvailableError:
+                    if report.swap_attempts >= SWAP_ATTEMPTS:
+                        raise RebuildError(
+                            f"could not lock the projection tables in {SWAP_ATTEMPTS} attempts"
+                        ) from None
+                # Catch up without locks, so that the next attempt has less to do, and back off.
+                more = await replay_into(
+                    conn,
+                    REBUILD_SCHEMA,
+                    after=cursor,
+                    batch_size=batch_size,
+                    progress=progress,
+                    done_before=report.bulk_events,
+                )
+                cursor, report.bulk_events = more.cursor, report.bulk_events + more.events
+                await asyncio.sleep(random.uniform(0.01, 0.05) * min(report.swap_attempts, 10))
+            report.events = report.bulk_events + report.swap_events
+            if progress is not None:
+                progress(report.events)
+        finally:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(REBUILD_SCHEMA)} CASCADE")
+            await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK_ID)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+async def swap(conn: asyncpg.Connection, source: str, cursor: GlobalCursor, batch_size: int) -> ReplayResult:
+    target = quote_ident(REBUILD_SCHEMA)
+    live_tables = ", ".join(f"{quote_ident(source)}.{quote_ident(table)}" for table in PROJECTION_TABLES)
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+        await conn.execute(f"LOCK TABLE {quote_ident(source)}.streams IN SHARE MODE")
+        await conn.execute(f"LOCK TABLE {live_tables} IN ACCESS EXCLUSIVE MODE")
+        await conn.execute("SET LOCAL lock_timeout = 0")
+        tail = await replay_tail(conn, REBUILD_SCHEMA, source, cursor, batch_size)
+        for table in PROJECTION_TABLES:
+            live = f"{quote_ident(source)}.{quote_ident(table)}"
+            shadow = f"{target}.{quote_ident(table)}"
+            for trigger in await conn.fetch(SQL_TRIGGERS, live):
+                await conn.execute(retarget_trigger(trigger["def"], trigger["qualified_table"], shadow))
+            await copy_privileges(conn, live, shadow)
+            await conn.execute(f"DROP TABLE {live}")
+            await conn.execute(f"ALTER TABLE {shadow} SET SCHEMA {quote_ident(source)}")
+    return tail
+
+
+async def copy_privileges(conn: asyncpg.Connection, live: str, shadow: str) -> None:
+    rows = await conn.fetch(SQL_TABLE_ACL, live)
+    owner = rows[0]["owner"]
+    if owner != await conn.fetchval("SELECT current_user"):
+        await conn.execute(f"ALTER TABLE {shadow} OWNER TO {quote_ident(owner)}")
+    for row in rows:
+        if row["privilege_type"] is None or row["grantee"] == owner:
+            continue
+        grantee = "PUBLIC" if row["grantee"] == "PUBLIC" else row["grantee"]
+        option = " WITH GRANT OPTION" if row["is_grantable"] else ""
+        await conn.execute(f"GRANT {row['privilege_type']} ON {shadow} TO {grantee}{option}")
+
+
+# --- comparison ----------------------------------------------------------------------------------------
+
+
+async def compare_projections(pool: asyncpg.Pool, *, limit: int = 20) -> list[str]:
+    """Differences between the live projection tables and a fresh replay of the whole log (at most
+    `limit` per table); an empty list when they are identical row for row."""
+    schema = f"ledger_compare_{secrets.token_hex(4)}"
+    async with pool.acquire() as conn:
+        try:
+            source = await live_schema(conn)
+            await create_shadow_tables(conn, schema, source)
+            bulk = await replay_into(conn, schema)
+            async with conn.transaction(isolation="repeatable_read"):
+                await replay_tail(conn, schema, source, bulk.cursor)
+                differences: list[str] = []
+                for table in PROJECTION_TABLES:
+                    differences += await compare_table(conn, table, source, schema, limit)
+            return differences
+        finally:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+
+
+async def compare_table(
+    conn: asyncpg.Connection, table: str, live_schema_name: str, replay_schema: str, limit: int
+) -> list[str]:
+    live = f"{quote_ident(live_schema_name)}.{quote_ident(table)}"
+    replayed = f"{quote_ident(replay_schema)}.{quote_ident(table)}"
+    key_columns = [row["attname"] for row in await conn.fetch(SQL_PRIMARY_KEY, live)]
+    key = (
+        "t::text"
+        if not key_columns
+        else "row(" + ", ".join(f"t.{quote_ident(c)}" for c in key_columns) + ")::text"
+    )
+    query = "SELECT {key} AS key, t::text AS row FROM {table} t ORDER BY 1, 2"
+    live_rows = [(r["key"], r["row"]) for r in await conn.fetch(query.format(key=key, table=live))]
+    replay_rows = [(r["key"], r["row"]) for r in await conn.fetch(query.format(key=key, table=replayed))]
+    if live_rows == replay_rows:
+        return []
+    found: list[str] = []
+    live_by_key: dict[str, list[str]] = {}
+    replay_by_key: dict[str, list[str]] = {}
+    for row_key, row in live_rows:
+        live_by_key.setdefault(row_key, []).append(row)
+    for row_key, row in replay_rows:
+        replay_by_key.setdefault(row_key, []).append(row)
+    for row_key in sorted(set(live_by_key) | set(replay_by_key)):
+        in_live, in_replay = live_by_key.get(row_key, []), replay_by_key.get(row_key, [])
+        if in_live == in_replay:
+            continue
+        if not in_replay:
+            found.append(f"{table} {row_key}: in the live table, not produced by the replay: {in_live}")
+        elif not in_live:
+            found.append(
+                f"{table} {row_key}: produced by the replay, missing from the live table: {in_replay}"
+            )
+        else:
+            found.append(f"{table} {row_key}: live {in_live} != replay {in_replay}")
+        if len(found) >= limit:
+            found.append(f"{table}: more differences not shown")
+            break
+    return found
