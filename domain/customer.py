@@ -16,7 +16,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.errors import BalanceOverflow, Conflict, CurrencyMismatch, InvalidParameter, ResourceMissing
-from domain.money import balance_in_bounds
+from domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds
 from domain.values import (
     PROFILE_FIELDS,
     Address,
@@ -360,6 +360,12 @@ def decide_update(command: UpdateCustomer, state: CustomerState) -> list[AnyEven
             )
         if command.adjustment_transaction_id is None:
             raise InvalidParameter("A balance change needs a transaction id.", param="balance")
+        if not amount_in_bounds(command.balance - state.balance):
+            raise InvalidParameter(
+                f"Moving the balance from {state.balance} to {command.balance} is a change of more than "
+                f"{MAX_AMOUNT} minor units; make it in several steps.",
+                param="balance",
+            )
         events.append(
             BalanceAdjusted(
                 customer_id=command.customer_id,

@@ -100,9 +100,12 @@ def validate_text(value: str | None, param: str, max_length: int) -> None:
 
 
 def validate_metadata(metadata: Mapping[str, str | None]) -> None:
-    if len(metadata) > METADATA_MAX_KEYS:
+    # A patch may name more keys than a customer keeps (removals are `None`); what is kept is
+    # counted after merging (domain.customer.merge_metadata). Additions alone must fit.
+    kept = sum(1 for value in metadata.values() if value is not None)
+    if kept > METADATA_MAX_KEYS or len(metadata) > 2 * METADATA_MAX_KEYS:
         raise InvalidParameter(
-            f"Metadata can have at most {METADATA_MAX_KEYS} keys; received {len(metadata)}.",
+            f"Metadata can have at most {METADATA_MAX_KEYS} keys; received {kept} values in {len(metadata)} keys.",
             param="metadata",
         )
     for key, value in metadata.items():

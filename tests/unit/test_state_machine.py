@@ -451,6 +451,8 @@ class LedgerMachine(RuleBasedStateMachine):
             if currency is None:
                 return Reject(InvalidParameter, "balance")
             amount = command.balance - customer.balance
+            if abs(amount) > MAX_AMOUNT:  # one ledger entry may not exceed the amount bound
+                return Reject(InvalidParameter, "balance")
             types.append("BalanceAdjusted")
 
         def commit() -> None:

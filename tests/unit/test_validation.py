@@ -184,7 +184,11 @@ def test_metadata_key_count() -> None:
     validate(adjust(metadata=keys(50)))
     rejects(adjust(metadata=keys(51)), "metadata")
     rejects(profile(metadata=keys(51)), "metadata")
-    rejects(update(metadata=dict.fromkeys(keys(51), None)), "metadata")
+    rejects(update(metadata=keys(51)), "metadata")
+    # Removals do not count against the limit: the merged result is checked by decide.
+    validate(update(metadata=dict.fromkeys(keys(51), None)))
+    validate(update(metadata={**dict.fromkeys(keys(30), None), **{f"new{i}": "v" for i in range(30)}}))
+    rejects(update(metadata=dict.fromkeys(keys(101, length=4), None)), "metadata")
     rejects(txn_update(metadata=keys(51)), "metadata")
 
 
