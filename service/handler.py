@@ -125,17 +125,63 @@ def differing_params(old: dict[str, Any], new: dict[str, Any], prefix: str = "")
     return names
 
 
-async def load_state(session: StoreSession, command: AnyCommand) -> tuple[Any, int]:
+SNAPSHOT_SCHEMA = 1  # bump when CustomerState changes shape: older snapshots are then ignored
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    schema: int
+    state: CustomerState
+
+
+def encode_snapshot(state: CustomerState) -> bytes:
+    return msgspec.json.encode(Snapshot(SNAPSHOT_SCHEMA, state))
+
+
+def decode_snapshot(raw: bytes | None, version: int) -> CustomerState | None:
+    """The snapshot's state if it is current and of this schema; None means: fold the events."""
+    if raw is None:
+        return None
+    try:
+        snapshot = msgspec.json.decode(raw, type=Snapshot)
+    except msgspec.DecodeError:  # e.g. a future or past shape: a cache miss, never an error
+        return None
+    if snapshot.schema != SNAPSHOT_SCHEMA or snapshot.state.version != version:
+        return None
+    return snapshot.state
+
+
+@dataclass(frozen=True)
+class Loaded:
+    state: Any  # CustomerState, or BalanceTransactionState for UpdateBalanceTransaction
+    version: int
+    head_hash: bytes | None
+
+
+async def load_state(session: StoreSession, command: AnyCommand) -> Loaded:
+    """Serialize on the stream, then its state: the stored snapshot when it is current, else the fold
+    of its events. UpdateBalanceTransaction needs the one transaction's history, so it folds."""
+    head = await session.lock_and_read_head(f"stream:{command.customer_id}", command.customer_id)
+    if head is None:
+        initial: Any = (
+            BalanceTransactionState(transaction_id=command.transaction_id)
+            if isinstance(command, UpdateBalanceTransaction)
+            else INITIAL_STATE
+        )
+        return Loaded(initial, 0, None)
+    if not isinstance(command, UpdateBalanceTransaction):
+        snapshot = decode_snapshot(head.snapshot, head.version)
+        if snapshot is not None:
+            return Loaded(snapshot, head.version, head.head_hash)
     events = await session.load(command.customer_id)
     if isinstance(command, UpdateBalanceTransaction):
         txn_state = BalanceTransactionState(transaction_id=command.transaction_id)
         for recorded in events:
             txn_state = evolve_transaction(txn_state, decode_event_of(recorded))
-        return txn_state, len(events)
+        return Loaded(txn_state, len(events), events[-1].hash if events else None)
     state = INITIAL_STATE
     for recorded in events:
         state = evolve(state, decode_event_of(recorded))
-    return state, len(events)
+    return Loaded(state, len(events), events[-1].hash if events else None)
 
 
 def decode_event_of(recorded: RecordedEvent) -> AnyEvent:
@@ -168,8 +214,8 @@ async def run_once(
     idempotency: IdempotencyRequest | None,
 ) -> tuple[AnyCommand, list[RecordedEvent], CustomerState]:
     command = await resolve(session, executable, context)
-    await session.lock(f"stream:{command.customer_id}")
-    state, version = await load_state(session, command)
+    loaded = await load_state(session, command)
+    state, version = loaded.state, loaded.version
     if not owned_by(customer_state(state), context):
         # Another account's (or the other mode's) customer is indistinguishable from a missing one.
         raise_missing(command)
@@ -194,8 +240,17 @@ async def run_once(
         api_key_id=context.api_key_id,
     )
     pending = [prepare(event, new_id("evt_", 24)) for event in new_events]
-    recorded = await session.append(header, version, pending, metadata, context.occurred_at_us)
-    return command, recorded, fold_new(base, new_events)
+    after = fold_new(base, new_events)
+    recorded = await session.append(
+        header,
+        version,
+        pending,
+        metadata,
+        context.occurred_at_us,
+        head_hash=loaded.head_hash,
+        snapshot=encode_snapshot(after),
+    )
+    return command, recorded, after
 
 
 async def resolve(session: StoreSession, executable: Executable, context: RequestContext) -> AnyCommand:

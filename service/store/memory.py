@@ -20,6 +20,7 @@ from service.store.base import (
     IdempotencyRecord,
     PendingEvent,
     RecordedEvent,
+    StreamHead,
     StreamHeader,
     WrongExpectedVersion,
     chain_events,
@@ -34,6 +35,7 @@ class MemoryState(msgspec.Struct):
     headers: dict[str, StreamHeader] = {}
     idempotency: dict[tuple[str, bool, str], IdempotencyRecord] = {}
     external_ids: dict[ExternalKey, str] = {}
+    snapshots: dict[str, bytes] = {}
     next_position: int = 1
     next_tx: int = 1
 
@@ -46,6 +48,7 @@ class MemorySession:
         self.new_idempotency: dict[tuple[str, bool, str], IdempotencyRecord] = {}
         self.external_ids = dict(committed.external_ids)
         self.new_headers: dict[str, StreamHeader] = {}
+        self.new_snapshots: dict[str, bytes] = {}
         self.next_position = committed.next_position
 
     async def lock(self, key: str) -> None:
@@ -55,6 +58,13 @@ class MemorySession:
         staged = [event for event in self.new_events if event.stream_id == stream_id]
         return [*self.committed.streams.get(stream_id, []), *staged]
 
+    async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
+        current = await self.load(stream_id)
+        if not current:
+            return None
+        snapshot = self.new_snapshots.get(stream_id, self.committed.snapshots.get(stream_id))
+        return StreamHead(version=len(current), head_hash=current[-1].hash, snapshot=snapshot or None)
+
     async def append(
         self,
         header: StreamHeader,
@@ -62,6 +72,9 @@ class MemorySession:
         events: Sequence[PendingEvent],
         metadata: EventMetadata,
         recorded_at_us: int,
+        *,
+        head_hash: bytes | None = None,
+        snapshot: bytes | None = None,
     ) -> list[RecordedEvent]:
         current = await self.load(header.stream_id)
         if len(current) != expected_version:
@@ -91,6 +104,7 @@ class MemorySession:
         self._index_external_ids(header, recorded)
         self.new_events.extend(recorded)
         self.new_headers.setdefault(header.stream_id, header)
+        self.new_snapshots[header.stream_id] = snapshot or b""  # b"": no snapshot for this version
         return recorded
 
     def _index_external_ids(self, header: StreamHeader, recorded: list[RecordedEvent]) -> None:
@@ -136,6 +150,7 @@ class MemorySession:
             state.streams.setdefault(event.stream_id, []).append(event)
             state.events.append(event)
         state.idempotency.update(self.new_idempotency)
+        state.snapshots.update(self.new_snapshots)
         for stream_id, header in self.new_headers.items():
             state.headers.setdefault(stream_id, header)
         state.external_ids = self.external_ids

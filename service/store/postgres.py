@@ -24,6 +24,7 @@ from service.store.base import (
     IdempotencyRecord,
     PendingEvent,
     RecordedEvent,
+    StreamHead,
     StreamHeader,
     WrongExpectedVersion,
     chain_events,
@@ -48,14 +49,15 @@ ORDER BY tx_id, position
 LIMIT $3
 """
 SQL_CREATE_STREAM = """
-INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash, snapshot)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
 ON CONFLICT (stream_id) DO NOTHING
 """
 SQL_ADVANCE_STREAM = """
-UPDATE streams SET version = $3, head_hash = $4, updated_at = now()
+UPDATE streams SET version = $3, head_hash = $4, snapshot = $5::jsonb, updated_at = now()
 WHERE stream_id = $1 AND version = $2
 """
+SQL_LOCK_AND_READ_HEAD = "SELECT version, head_hash, snapshot::text FROM ledger_lock_and_read_stream($1, $2)"
 SQL_INSERT_EVENTS = """
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
                     recorded_at, hash)
@@ -114,6 +116,17 @@ class PostgresSession:
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return [row_to_event(row) for row in await self.conn.fetch(SQL_LOAD, stream_id)]
 
+    async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
+        row = await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id)
+        if row is None:
+            return None
+        snapshot = row["snapshot"]
+        return StreamHead(
+            version=row["version"],
+            head_hash=bytes(row["head_hash"]),
+            snapshot=snapshot.encode() if snapshot is not None else None,
+        )
+
     async def append(
         self,
         header: StreamHeader,
@@ -121,11 +134,15 @@ class PostgresSession:
         events: Sequence[PendingEvent],
         metadata: EventMetadata,
         recorded_at_us: int,
+        *,
+        head_hash: bytes | None = None,
+        snapshot: bytes | None = None,
     ) -> list[RecordedEvent]:
-        head_hash = await self._head_hash(header.stream_id, expected_version)
+        if head_hash is None:
+            head_hash = await self._head_hash(header.stream_id, expected_version)
         chained = chain_events(header, expected_version, head_hash, events, metadata, recorded_at_us)
         new_version, new_head = chained[-1][1], chained[-1][2]
-        await self._advance(header, expected_version, new_version, new_head)
+        await self._advance(header, expected_version, new_version, new_head, snapshot)
         recorded_at = to_timestamp(recorded_at_us)
         metadata_json = msgspec.json.encode(metadata).decode()
         rows = await self.conn.fetch(
@@ -176,7 +193,10 @@ class PostgresSession:
             raise WrongExpectedVersion(stream_id, expected_version)
         return bytes(head)
 
-    async def _advance(self, header: StreamHeader, expected: int, new_version: int, new_head: bytes) -> None:
+    async def _advance(
+        self, header: StreamHeader, expected: int, new_version: int, new_head: bytes, snapshot: bytes | None
+    ) -> None:
+        snapshot_json = snapshot.decode() if snapshot is not None else None
         if expected == 0:
             status = await self.conn.execute(
                 SQL_CREATE_STREAM,
@@ -186,10 +206,11 @@ class PostgresSession:
                 header.livemode,
                 new_version,
                 new_head,
+                snapshot_json,
             )
         else:
             status = await self.conn.execute(
-                SQL_ADVANCE_STREAM, header.stream_id, expected, new_version, new_head
+                SQL_ADVANCE_STREAM, header.stream_id, expected, new_version, new_head, snapshot_json
             )
         if not status.endswith(" 1"):
             raise WrongExpectedVersion(header.stream_id, expected)

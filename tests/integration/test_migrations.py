@@ -11,7 +11,12 @@ import pytest
 
 from service.migrate import Migration, MigrationError, apply_migrations, bundled_migrations, migrate
 
-MIGRATIONS = ["0001_event_store.sql", "0002_projections.sql", "0003_api_keys_and_events.sql"]
+MIGRATIONS = [
+    "0001_event_store.sql",
+    "0002_projections.sql",
+    "0003_api_keys_and_events.sql",
+    "0004_stream_snapshots.sql",
+]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
 EXPECTED_COLUMNS = """
@@ -92,6 +97,7 @@ streams.version bigint NOT NULL
 streams.head_hash bytea NOT NULL
 streams.created_at timestamp_with_time_zone NOT NULL now()
 streams.updated_at timestamp_with_time_zone NOT NULL now()
+streams.snapshot jsonb NULL
 stripe_events.id text NOT NULL
 stripe_events.account text NOT NULL
 stripe_events.livemode boolean NOT NULL
@@ -259,7 +265,7 @@ async def test_migrations_build_exactly_the_expected_schema(empty_db_url: str) -
         assert found["indexes"] == EXPECTED_INDEXES
         assert found["constraints"] == EXPECTED_CONSTRAINTS
         assert found["triggers"] == EXPECTED_TRIGGERS
-        assert found["functions"] == ["events_are_append_only"]
+        assert found["functions"] == ["events_are_append_only", "ledger_lock_and_read_stream"]
         assert found["other"] == [("events_position_seq", "S")]  # the identity's sequence, nothing else
         assert await applied(conn) == [(m.name, m.checksum) for m in bundled_migrations()]
     finally:
