@@ -191,6 +191,14 @@ def chain_events(
     return chained
 
 
+class StreamHead(msgspec.Struct, frozen=True, kw_only=True):
+    """A stream's current version, chain head and snapshot (the folded state's JSON, if stored)."""
+
+    version: int
+    head_hash: bytes
+    snapshot: bytes | None = None
+
+
 class StoreSession(Protocol):
     """One transaction. Everything done through it commits together or not at all."""
 
@@ -199,6 +207,9 @@ class StoreSession(Protocol):
 
     async def load(self, stream_id: str) -> list[RecordedEvent]: ...
 
+    async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
+        """`lock(lock_key)`, then the stream's head as committed by the previous lock holder."""
+
     async def append(
         self,
         header: StreamHeader,
@@ -206,9 +217,13 @@ class StoreSession(Protocol):
         events: Sequence[PendingEvent],
         metadata: EventMetadata,
         recorded_at_us: int,
+        *,
+        head_hash: bytes | None = None,
+        snapshot: bytes | None = None,
     ) -> list[RecordedEvent]:
-        """Append after `expected_version` (0 = new stream) and run the inline projections.
-        Raises WrongExpectedVersion when the stream moved."""
+        """Append after `expected_version` (0 = new stream), store `snapshot` as the stream's folded
+        state, and run the inline projections. `head_hash` is the chain head at `expected_version` when
+        the caller already read it. Raises WrongExpectedVersion when the stream moved."""
 
     async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None: ...
 
