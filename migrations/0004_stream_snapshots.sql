@@ -14,3 +14,16 @@ BEGIN
     RETURN QUERY SELECT s.version, s.head_hash, s.snapshot FROM streams s WHERE s.stream_id = p_stream_id;
 END
 $$;
+
+-- The idempotency record of a key, read after waiting for any request holding the same key.
+CREATE FUNCTION ledger_lock_and_find_idempotency(
+    p_lock_key text, p_account text, p_livemode boolean, p_key text
+)
+RETURNS SETOF idempotency_keys
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_lock_key, 0));
+    RETURN QUERY SELECT * FROM idempotency_keys k
+        WHERE k.account = p_account AND k.livemode = p_livemode AND k.key = p_key;
+END
+$$;

@@ -9,6 +9,7 @@ from itertools import groupby
 import asyncpg
 
 from projections import balance_transactions, customers, stripe_events
+from projections.sql import Rows
 from service.store.base import RecordedEvent
 
 # Order matters: the event feed renders objects from the rows the first two have just written.
@@ -16,10 +17,14 @@ INLINE_PROJECTIONS = (customers, balance_transactions, stripe_events)
 PROJECTION_TABLES: tuple[str, ...] = (*customers.TABLES, *balance_transactions.TABLES, *stripe_events.TABLES)
 
 
-async def apply_all(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+async def apply_all(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> Rows:
     """Apply events in the order given, one writing transaction (= one command) at a time, every
-    projection in turn, exactly as the inline path did when the command committed."""
+    projection in turn, exactly as the inline path did when the command committed. Returns the rows
+    the last command's projections wrote, so its response needs no second read."""
+    rows: Rows = {}
     for _, group in groupby(events, key=lambda event: event.tx_id):
         batch = list(group)
+        rows = {}
         for projection in INLINE_PROJECTIONS:
-            await projection.apply(conn, batch)
+            await projection.apply(conn, batch, rows)
+    return rows

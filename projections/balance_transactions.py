@@ -7,18 +7,18 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from projections.sql import load_queries
+from projections.sql import Rows, load_queries
 from service.store.base import RecordedEvent
 
 TABLES = ("balance_transactions",)
 Q = load_queries("balance_transactions.sql")
 
 
-async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
     for event in events:
         if event.event_type == "BalanceAdjusted":
             data = event.data
-            await conn.execute(
+            rows[("balance_transactions", data["transaction_id"])] = await conn.fetchrow(
                 Q["adjusted"],
                 data["transaction_id"],
                 event.stream_id,
@@ -36,4 +36,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> No
             )
         elif event.event_type == "BalanceTransactionUpdated":
             changes = msgspec.json.encode(event.data["changes"]).decode()
-            await conn.execute(Q["updated"], event.data["transaction_id"], changes)
+            transaction_id = event.data["transaction_id"]
+            rows[("balance_transactions", transaction_id)] = await conn.fetchrow(
+                Q["updated"], transaction_id, changes
+            )

@@ -7,23 +7,23 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from projections.sql import load_queries
+from projections.sql import Rows, load_queries
 from service.store.base import RecordedEvent
 
 TABLES = ("customers",)
 Q = load_queries("customers.sql")
 
 
-async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
     for event in events:
-        await apply_one(conn, event)
+        rows[("customers", event.stream_id)] = await apply_one(conn, event)
 
 
-async def apply_one(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def apply_one(conn: asyncpg.Connection, event: RecordedEvent) -> asyncpg.Record:
     data = event.data
     kind = event.event_type
     if kind == "CustomerCreated":
-        await conn.execute(
+        return await conn.fetchrow(
             Q["created"],
             event.stream_id,
             data["account"],
@@ -36,11 +36,11 @@ async def apply_one(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         )
     elif kind == "CustomerUpdated":
         changes = msgspec.json.encode(data["changes"]).decode()
-        await conn.execute(Q["updated"], event.stream_id, changes, event.stream_version)
+        return await conn.fetchrow(Q["updated"], event.stream_id, changes, event.stream_version)
     elif kind == "CustomerDeleted":
-        await conn.execute(Q["deleted"], event.stream_id, event.stream_version)
+        return await conn.fetchrow(Q["deleted"], event.stream_id, event.stream_version)
     elif kind == "BalanceAdjusted":
-        await conn.execute(
+        return await conn.fetchrow(
             Q["balance_adjusted"],
             event.stream_id,
             data["ending_balance"],
@@ -48,4 +48,4 @@ async def apply_one(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             event.stream_version,
         )
     else:
-        await conn.execute(Q["touched"], event.stream_id, event.stream_version)
+        return await conn.fetchrow(Q["touched"], event.stream_id, event.stream_version)

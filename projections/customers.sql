@@ -11,6 +11,7 @@ SELECT $1, $2, $3, $4, $5, $6, false,
        p->>'invoice_prefix', p->'invoice_settings', (p->>'next_invoice_sequence')::bigint,
        p->'preferred_locales', p->>'tax_exempt', p->'metadata', p->>'external_id', 0, $8
 FROM (SELECT $7::jsonb AS p) AS profile
+RETURNING *
 
 -- name: updated
 -- $2 holds only the changed fields: `c ? 'x'` tells whether x changed; a JSON null sets SQL NULL.
@@ -35,12 +36,14 @@ UPDATE customers SET
     currency = CASE WHEN c ? 'currency' THEN c->>'currency' ELSE currency END
 FROM (SELECT $2::jsonb AS c) AS changes
 WHERE id = $1
+RETURNING customers.*
 
 -- name: deleted
-UPDATE customers SET deleted = true, version = $2 WHERE id = $1
+UPDATE customers SET deleted = true, version = $2 WHERE id = $1 RETURNING *
 
 -- name: balance_adjusted
 UPDATE customers SET balance = $2, currency = coalesce(currency, $3), version = $4 WHERE id = $1
+RETURNING *
 
 -- name: touched
-UPDATE customers SET version = $2 WHERE id = $1
+UPDATE customers SET version = $2 WHERE id = $1 RETURNING *

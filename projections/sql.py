@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
+
+# Rows written by the projections for one command, keyed by (table, id): later projections and the
+# response read them here instead of selecting them again.
+Rows = dict[tuple[str, str], Any]
 
 
 def load_queries(sql_file: str) -> dict[str, str]:

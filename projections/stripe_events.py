@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from projections.objects import customer_field_value, render_balance_transaction, render_customer
-from projections.sql import load_queries
+from projections.sql import Rows, load_queries
 from service.store.base import RecordedEvent
 
 TABLES = ("stripe_events",)
@@ -54,11 +54,14 @@ def previous_attributes(data: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
+    columns: list[list[Any]] = [[] for _ in range(10)]
     for event in events:
-        for seq, (event_id, kind, payload) in enumerate(await feed_entries(conn, event)):
-            await conn.execute(
-                Q["insert"],
+        request = msgspec.json.encode(
+            {"id": event.metadata.get("request_id"), "idempotency_key": event.metadata.get("idempotency_key")}
+        ).decode()
+        for seq, (event_id, kind, payload) in enumerate(await feed_entries(conn, event, rows)):
+            values = (
                 event_id,
                 event.metadata["account"],
                 event.metadata["livemode"],
@@ -68,28 +71,37 @@ async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> No
                 event.recorded_at_us // 1_000_000,
                 event.stream_id,
                 msgspec.json.encode(payload).decode(),
-                msgspec.json.encode(
-                    {
-                        "id": event.metadata.get("request_id"),
-                        "idempotency_key": event.metadata.get("idempotency_key"),
-                    }
-                ).decode(),
+                request,
             )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+    if columns[0]:
+        await conn.execute(Q["insert"], *columns)
+
+
+async def row_of(conn: asyncpg.Connection, rows: Rows, table: str, key: str) -> Any:
+    """The row this command's projections wrote, else (e.g. a partial replay) the stored one."""
+    row = rows.get((table, key))
+    if row is None:
+        row = await conn.fetchrow(Q[f"{table}_row"], key)
+    return row
 
 
 async def feed_entries(
-    conn: asyncpg.Connection, event: RecordedEvent
+    conn: asyncpg.Connection, event: RecordedEvent, rows: Rows
 ) -> list[tuple[str, str, dict[str, Any]]]:
     kind = event.event_type
     data = event.data
     if kind == "BalanceTransactionUpdated":
-        txn = render_balance_transaction(await conn.fetchrow(Q["transaction_row"], data["transaction_id"]))
+        txn = render_balance_transaction(
+            await row_of(conn, rows, "balance_transactions", data["transaction_id"])
+        )
         old = dict(data["previous"])
         if "metadata" in old:
             old["metadata"] = metadata_previous(old["metadata"], data["changes"].get("metadata", {}))
         payload = {"object": txn, "previous_attributes": old}
         return [(event.event_id, "customer_balance_transaction.updated", payload)]
-    customer = render_customer(await conn.fetchrow(Q["customer_row"], event.stream_id))
+    customer = render_customer(await row_of(conn, rows, "customers", event.stream_id))
     if kind == "CustomerCreated":
         return [(event.event_id, "customer.created", {"object": customer})]
     if kind == "CustomerUpdated":
@@ -104,7 +116,9 @@ async def feed_entries(
         return [(event.event_id, "customer.deleted", {"object": customer})]
     if kind == "BalanceAdjusted":
         previous: dict[str, Any] = {"balance": data["ending_balance"] - data["amount"]}
-        txn = render_balance_transaction(await conn.fetchrow(Q["transaction_row"], data["transaction_id"]))
+        txn = render_balance_transaction(
+            await row_of(conn, rows, "balance_transactions", data["transaction_id"])
+        )
         entries = []
         if data["type"] != "initial":
             entries.append(

@@ -1,11 +1,14 @@
 -- The Stripe-shaped event feed (GET /v1/events): one or two rows per domain event.
 
--- name: customer_row
+-- name: customers_row
 SELECT * FROM customers WHERE id = $1
 
--- name: transaction_row
+-- name: balance_transactions_row
 SELECT * FROM balance_transactions WHERE id = $1
 
 -- name: insert
 INSERT INTO stripe_events (id, account, livemode, position, seq, type, created, customer_id, data, request)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb)
+SELECT id, account, livemode, position, seq, type, created, customer_id, data::jsonb, request::jsonb
+FROM unnest($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::smallint[], $6::text[], $7::bigint[],
+            $8::text[], $9::text[], $10::text[])
+     AS u(id, account, livemode, position, seq, type, created, customer_id, data, request)

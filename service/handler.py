@@ -338,8 +338,12 @@ async def find_replay(
     session: StoreSession, context: RequestContext, idempotency: IdempotencyRequest
 ) -> Outcome | None:
     # Concurrent requests with one key queue here; the later ones then replay the first's result.
-    await session.lock(f"idempotency:{context.account}:{context.livemode}:{idempotency.key}")
-    record = await session.find_idempotency(context.account, context.livemode, idempotency.key)
+    record = await session.lock_and_find_idempotency(
+        f"idempotency:{context.account}:{context.livemode}:{idempotency.key}",
+        context.account,
+        context.livemode,
+        idempotency.key,
+    )
     if record is None:
         return None
     if record.method != idempotency.method or record.path != idempotency.path:

@@ -173,7 +173,7 @@ async def customer_row(conn: Any, request: web.Request, customer_id: str) -> asy
 
 
 async def render_customer_of(session: PostgresSession, outcome: Outcome) -> dict[str, Any]:
-    row = await session.conn.fetchrow("SELECT * FROM customers WHERE id = $1", outcome.customer_id)
+    row = await session.row("customers", outcome.customer_id)
     if row["deleted"]:
         return render_deleted_customer(row["id"])
     return render_customer(row)
@@ -181,8 +181,7 @@ async def render_customer_of(session: PostgresSession, outcome: Outcome) -> dict
 
 def transaction_renderer(transaction_id: str) -> Renderer:
     async def render(session: PostgresSession, outcome: Outcome) -> dict[str, Any]:
-        row = await session.conn.fetchrow("SELECT * FROM balance_transactions WHERE id = $1", transaction_id)
-        return render_balance_transaction(row)
+        return render_balance_transaction(await session.row("balance_transactions", transaction_id))
 
     return render
 

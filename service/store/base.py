@@ -227,6 +227,11 @@ class StoreSession(Protocol):
 
     async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None: ...
 
+    async def lock_and_find_idempotency(
+        self, lock_key: str, account: str, livemode: bool, key: str
+    ) -> IdempotencyRecord | None:
+        """`lock(lock_key)`, then the key's record as committed by the previous lock holder."""
+
     async def save_idempotency(self, record: IdempotencyRecord) -> None: ...
 
     async def find_customer_by_external_id(

@@ -133,6 +133,11 @@ class MemorySession:
         scope = (account, livemode, key)
         return self.new_idempotency.get(scope) or self.committed.idempotency.get(scope)
 
+    async def lock_and_find_idempotency(
+        self, lock_key: str, account: str, livemode: bool, key: str
+    ) -> IdempotencyRecord | None:
+        return await self.find_idempotency(account, livemode, key)
+
     async def save_idempotency(self, record: IdempotencyRecord) -> None:
         scope = (record.account, record.livemode, record.key)
         if scope in self.committed.idempotency or scope in self.new_idempotency:

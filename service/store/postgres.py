@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from projections import apply_all
+from projections.sql import Rows
 from service.store.base import (
     GENESIS_HASH,
     DuplicateKey,
@@ -70,6 +71,10 @@ SQL_FIND_IDEMPOTENCY = """
 SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
 FROM idempotency_keys WHERE account = $1 AND livemode = $2 AND key = $3
 """
+SQL_LOCK_AND_FIND_IDEMPOTENCY = """
+SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
+FROM ledger_lock_and_find_idempotency($1, $2, $3, $4)
+"""
 SQL_SAVE_IDEMPOTENCY = """
 INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
                               request_id)
@@ -78,6 +83,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
 SQL_FIND_EXTERNAL_ID = """
 SELECT id FROM customers WHERE account = $1 AND livemode = $2 AND external_id = $3 AND NOT deleted
 """
+
+
+SQL_ROW = {
+    "customers": "SELECT * FROM customers WHERE id = $1",
+    "balance_transactions": "SELECT * FROM balance_transactions WHERE id = $1",
+}
 
 
 def to_timestamp(microseconds: int) -> dt.datetime:
@@ -105,9 +116,20 @@ def row_to_event(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+def record_of(row: asyncpg.Record | None) -> IdempotencyRecord | None:
+    if row is None:
+        return None
+    values: dict[str, Any] = dict(row)
+    values["params"] = msgspec.json.decode(values["params"])
+    values["params_hash"] = bytes(values["params_hash"])
+    values["response"] = bytes(values["response"])
+    return IdempotencyRecord(**values)
+
+
 class PostgresSession:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self.rows: Rows = {}  # what the inline projections wrote for the last append
 
     async def lock(self, key: str) -> None:
         # Advisory locks take no transaction id, so the first real write still fixes the xid.
@@ -176,7 +198,7 @@ class PostgresSession:
             for item, version, digest in chained
         ]
         try:
-            await apply_all(self.conn, recorded)
+            self.rows = await apply_all(self.conn, recorded)
         except asyncpg.UniqueViolationError as error:
             raise DuplicateKey(str(error)) from error
         return recorded
@@ -216,14 +238,21 @@ class PostgresSession:
             raise WrongExpectedVersion(header.stream_id, expected)
 
     async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None:
-        row = await self.conn.fetchrow(SQL_FIND_IDEMPOTENCY, account, livemode, key)
-        if row is None:
-            return None
-        values: dict[str, Any] = dict(row)
-        values["params"] = msgspec.json.decode(values["params"])
-        values["params_hash"] = bytes(values["params_hash"])
-        values["response"] = bytes(values["response"])
-        return IdempotencyRecord(**values)
+        return record_of(await self.conn.fetchrow(SQL_FIND_IDEMPOTENCY, account, livemode, key))
+
+    async def lock_and_find_idempotency(
+        self, lock_key: str, account: str, livemode: bool, key: str
+    ) -> IdempotencyRecord | None:
+        row = await self.conn.fetchrow(SQL_LOCK_AND_FIND_IDEMPOTENCY, lock_key, account, livemode, key)
+        return record_of(row)
+
+    async def row(self, table: str, key: str) -> Any:
+        """A projection row this session just wrote, else the stored one (tables: customers,
+        balance_transactions)."""
+        cached = self.rows.get((table, key))
+        if cached is not None:
+            return cached
+        return await self.conn.fetchrow(SQL_ROW[table], key)
 
     async def save_idempotency(self, record: IdempotencyRecord) -> None:
         try:
