@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.auth import KeyCache, authenticate
 from service.config import Config
 from service.errors import error_middleware
+from service.openapi import openapi_view
 from service.observability import Metrics, access_middleware, configure_logging
 from service.routes import routes
 from service.store.postgres import PostgresEventStore
@@ -112,6 +113,9 @@ def create_app(config: Config) -> web.Application:
     metrics = Metrics()
     app = web.Application(
         client_max_size=config.max_body_bytes,
+        # Long query strings and headers reach the app (and get a Stripe-shaped answer) instead of
+        # aiohttp's plain-text 400 at its default 8190-byte limits.
+        handler_args={"max_line_size": 65536, "max_field_size": 65536},
         middlewares=[
             access_middleware(metrics, config.access_log),
             error_middleware,
@@ -124,4 +128,5 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/openapi.json", openapi_view)
     return app

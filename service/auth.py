@@ -87,6 +87,8 @@ async def revoke_key(conn: asyncpg.Connection, key_prefix_or_id: str) -> str:
 def secret_from_header(authorization: str | None) -> str:
     if not authorization:
         raise StripeError(401, NO_KEY_MESSAGE)
+    if not (authorization.isascii() and authorization.isprintable()):
+        raise StripeError(401, "Invalid API Key provided: the Authorization header is not printable ASCII.")
     scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:

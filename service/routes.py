@@ -96,10 +96,10 @@ def idempotency_of(request: web.Request, payload: dict[str, Any]) -> Idempotency
     if key is None:
         return None
     key = key.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not (key.isascii() and key.isprintable()):
         raise StripeError(
             400,
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters long.",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
             code="idempotency_key_invalid",
             param="Idempotency-Key",
         )

@@ -229,6 +229,9 @@ class LedgerMachine(RuleBasedStateMachine):
         if balance != customer.balance and new_currency is None:
             self.write("POST", path, form, status=400, recorded=True, param="balance")
             return
+        if abs(balance - customer.balance) > MAX_AMOUNT:  # one entry may not move more than that
+            self.write("POST", path, form, status=400, recorded=True, param="balance")
+            return
         body = self.write("POST", path, form, status=200, recorded=True)
         if new_currency != customer.currency:
             self.expected_events += 1  # customer.updated for the currency

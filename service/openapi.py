@@ -1,0 +1,1060 @@
+"""The OpenAPI 3.1 document of the whole HTTP API, served at ``GET /openapi.json`` (no auth).
+
+Built once from Python data, with every limit taken from the modules that enforce it (`domain.validation`,
+`domain.money`, `service.params`, `service.forms`), so the document cannot drift from the code silently:
+`tests/e2e/test_openapi.py` checks it against the router and real responses, and
+`tests/e2e/test_schemathesis.py` fuzzes the running service with it.
+
+Conventions of the wire format the document encodes:
+
+* Request bodies are ``application/x-www-form-urlencoded`` with Stripe's bracket notation
+  (``metadata[plan]=pro``, ``preferred_locales[0]=en``, ``expand[]=x``) or ``application/json``; both
+  media types share one schema. In a form every value is a string (integers as decimal strings,
+  booleans as ``true``/``false``); in JSON they may also be numbers and booleans.
+* ``""`` (form) and ``null`` (JSON) mean *unset*: on create the parameter is ignored, on update a
+  nullable field is cleared. Schemas therefore accept ``""`` and ``null`` exactly where the service does.
+* Query parameters use the same bracket notation: ``created[gte]=...``, ``types[]=...``, ``expand[]=...``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from domain import validation
+from domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
+from domain.values import Address
+from service import forms, params
+from service.config import Config
+
+__all__ = ["OPENAPI_PATH", "document", "openapi_view"]
+
+OPENAPI_PATH: Final[str] = "/openapi.json"
+OPENAPI_VERSION: Final[str] = "3.1.0"
+JSON_SCHEMA_DIALECT: Final[str] = "https://json-schema.org/draft/2020-12/schema"
+MAX_IDEMPOTENCY_KEY: Final[int] = 255  # service.routes.MAX_IDEMPOTENCY_KEY (checked by a test)
+
+FORM: Final[str] = "application/x-www-form-urlencoded"
+JSON: Final[str] = "application/json"
+NO_NUL: Final[str] = "^[^\\x00]*$"
+CURRENCIES: Final[list[str]] = sorted(ISO_4217_EXPONENTS)
+
+Schema = dict[str, Any]
+
+# ---------------------------------------------------------------------------------------------------
+# schema helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def text(max_length: int | None = None, *, min_length: int = 0, description: str | None = None) -> Schema:
+    """A string without NUL characters (the service rejects them everywhere)."""
+    schema: Schema = {"type": "string", "pattern": NO_NUL}
+    if min_length:
+        schema["minLength"] = min_length
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or JSON null (response fields)."""
+    if "$ref" in schema or "enum" in schema or "const" in schema or "anyOf" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    result = dict(schema)
+    kind = result["type"]
+    result["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+    return result
+
+
+def unsettable(schema: Schema, description: str | None = None) -> Schema:
+    """A request parameter that also takes ``""`` (form) or ``null`` (JSON), both meaning *unset*."""
+    if schema.get("type") == "string" and "enum" not in schema and schema.get("minLength", 0) == 0:
+        # "" already matches; a string pattern must admit it too.
+        result = nullable(schema)
+        if "pattern" in schema and schema["pattern"] != NO_NUL:
+            result = {"anyOf": [schema, {"const": ""}, {"type": "null"}]}
+    else:
+        result = {"anyOf": [schema, {"const": ""}, {"type": "null"}]}
+    if description:
+        result["description"] = description
+    return result
+
+
+def integer(minimum: int, maximum: int, description: str | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "integer", "minimum": minimum, "maximum": maximum, **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def obj(
+    properties: dict[str, Schema],
+    *,
+    required: tuple[str, ...] | None = None,
+    closed: bool = True,
+    description: str | None = None,
+    **extra: Any,
+) -> Schema:
+    """An object schema; ``required=None`` means every property is always present (response objects)."""
+    schema: Schema = {"type": "object", "properties": properties}
+    names = list(properties) if required is None else list(required)
+    if names:
+        schema["required"] = names
+    if closed:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    schema.update(extra)
+    return schema
+
+
+def const(value: Any) -> Schema:
+    return {"const": value}
+
+
+def id_of(prefix: str) -> Schema:
+    return {"type": "string", "pattern": f"^{prefix}[A-Za-z0-9]+$"}
+
+
+NULL: Final[Schema] = {"type": "null"}
+INT64: Final[Schema] = integer(params.INT64_MIN, params.INT64_MAX)
+UNIX_TIME: Final[Schema] = {**INT64, "description": "Unix time in seconds."}
+
+# ---------------------------------------------------------------------------------------------------
+# object schemas (responses)
+# ---------------------------------------------------------------------------------------------------
+
+
+def metadata_schema(*, nullable_values: bool) -> Schema:
+    """Stored metadata (``nullable_values=False``), or a request's: there ``""``/null removes a key, and
+    removals do not count against the limit (at most METADATA_MAX_KEYS values, twice as many keys)."""
+    value = text(validation.METADATA_VALUE_MAX)
+    keys = 2 * validation.METADATA_MAX_KEYS if nullable_values else validation.METADATA_MAX_KEYS
+    return {
+        "type": "object",
+        "maxProperties": keys,
+        "propertyNames": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": validation.METADATA_KEY_MAX,
+            "pattern": "^[^\\[\\]\\x00]*$",
+        },
+        "additionalProperties": nullable(value) if nullable_values else value,
+    }
+
+
+def address_schema() -> Schema:
+    return obj(
+        {name: nullable(text(validation.ADDRESS_FIELD_MAX)) for name in Address.__struct_fields__},
+        description="A postal address; every field is present, null when not set.",
+    )
+
+
+def response_schemas() -> dict[str, Schema]:
+    balance = integer(-MAX_BALANCE, MAX_BALANCE, "Minor units; positive means the customer owes you.")
+    currency = {"type": "string", "enum": CURRENCIES, "description": "Lowercase ISO 4217 code."}
+    customer_fields: dict[str, Schema] = {
+        "id": id_of("cus_"),
+        "object": const("customer"),
+        "address": nullable(ref("address")),
+        "balance": balance,
+        "business_name": nullable(text(validation.MAX_LENGTHS["business_name"])),
+        "created": UNIX_TIME,
+        "currency": nullable(currency),
+        "customer_account": NULL,
+        "default_source": NULL,
+        "delinquent": {"type": "boolean"},
+        "description": nullable(text(validation.MAX_LENGTHS["description"])),
+        "discount": NULL,
+        "email": nullable(text(validation.MAX_LENGTHS["email"])),
+        "external_id": nullable(
+            text(
+                validation.MAX_LENGTHS["external_id"], description="Extension: the caller's own id (upsert)."
+            )
+        ),
+        "individual_name": nullable(text(validation.MAX_LENGTHS["individual_name"])),
+        "invoice_prefix": {"type": "string", "pattern": f"^{validation.INVOICE_PREFIX.pattern}$"},
+        "invoice_settings": ref("invoice_settings"),
+        "livemode": {"type": "boolean"},
+        "metadata": ref("metadata"),
+        "name": nullable(text(validation.MAX_LENGTHS["name"])),
+        "next_invoice_sequence": integer(1, 10**9),
+        "phone": nullable(text(validation.MAX_LENGTHS["phone"])),
+        "preferred_locales": {
+            "type": "array",
+            "maxItems": validation.MAX_LOCALES,
+            "items": {"type": "string", "pattern": f"^{validation.LOCALE.pattern}$"},
+        },
+        "shipping": nullable(ref("shipping")),
+        "tax_exempt": {"type": "string", "enum": sorted(validation.TAX_EXEMPT)},
+        "test_clock": NULL,
+    }
+    # The value of a field before an update, as `customer.updated` events report it.
+    previous = {
+        name: schema
+        for name, schema in customer_fields.items()
+        if name not in ("id", "object", "created", "livemode", "customer_account", "default_source")
+        and name not in ("delinquent", "discount", "test_clock")
+    }
+    previous["metadata"] = metadata_schema(nullable_values=True)
+    transaction_fields: dict[str, Schema] = {
+        "id": id_of("cbtxn_"),
+        "object": const("customer_balance_transaction"),
+        "amount": integer(
+            -MAX_AMOUNT,
+            MAX_AMOUNT,
+            "Minor units; negative credits the customer. An `initial` or `adjustment` entry written by "
+            "setting `balance` holds the difference between the two balances.",
+        ),
+        "checkout_session": NULL,
+        "created": UNIX_TIME,
+        "credit_note": NULL,
+        "currency": currency,
+        "customer": id_of("cus_"),
+        "customer_account": NULL,
+        "description": nullable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
+        "ending_balance": balance,
+        "invoice": NULL,
+        "livemode": {"type": "boolean"},
+        "metadata": ref("metadata"),
+        "type": {"type": "string", "enum": ["adjustment", "initial"]},
+    }
+    event_types = [
+        "customer.created",
+        "customer.updated",
+        "customer.deleted",
+        "customer_balance_transaction.created",
+        "customer_balance_transaction.updated",
+    ]
+    return {
+        "metadata": {
+            **metadata_schema(nullable_values=False),
+            "description": f"Up to {validation.METADATA_MAX_KEYS} string pairs.",
+        },
+        "address": address_schema(),
+        "shipping": obj(
+            {
+                "address": ref("address"),
+                "carrier": NULL,
+                "name": nullable(text(5000)),
+                "phone": nullable(text(5000)),
+                "tracking_number": NULL,
+            }
+        ),
+        "invoice_settings": obj(
+            {
+                "custom_fields": nullable(
+                    {
+                        "type": "array",
+                        "maxItems": validation.MAX_CUSTOM_FIELDS,
+                        "items": obj({"name": text(40), "value": text(140)}),
+                    }
+                ),
+                "default_payment_method": NULL,
+                "footer": nullable(text(5000)),
+                "rendering_options": nullable(
+                    obj(
+                        {
+                            "amount_tax_display": nullable(
+                                {"type": "string", "enum": sorted(validation.AMOUNT_TAX_DISPLAY)}
+                            ),
+                            "template": nullable(text(5000)),
+                        }
+                    )
+                ),
+            }
+        ),
+        "customer": obj(customer_fields, description="A customer (Stripe's `customer` object)."),
+        "deleted_customer": obj(
+            {"id": id_of("cus_"), "object": const("customer"), "deleted": const(True)},
+            description="What DELETE returns, and what a later GET of the customer returns.",
+        ),
+        "customer_or_deleted": {"oneOf": [ref("customer"), ref("deleted_customer")]},
+        "customer_balance_transaction": obj(
+            transaction_fields,
+            description="One ledger entry; `ending_balance` = previous balance + `amount`.",
+        ),
+        "customer_previous_attributes": obj(
+            previous, required=(), description="Old values of the fields a `customer.updated` changed."
+        ),
+        "customer_balance_transaction_previous_attributes": obj(
+            {
+                "description": nullable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
+                "metadata": metadata_schema(nullable_values=True),
+            },
+            required=(),
+        ),
+        "event": obj(
+            {
+                "id": id_of("evt_"),
+                "object": const("event"),
+                "account": {"type": "string"},
+                "api_version": NULL,
+                "created": UNIX_TIME,
+                "data": obj(
+                    {
+                        "object": {"oneOf": [ref("customer"), ref("customer_balance_transaction")]},
+                        "previous_attributes": {
+                            "anyOf": [
+                                ref("customer_previous_attributes"),
+                                ref("customer_balance_transaction_previous_attributes"),
+                            ]
+                        },
+                    },
+                    required=("object",),
+                ),
+                "livemode": {"type": "boolean"},
+                "pending_webhooks": const(0),
+                "request": obj(
+                    {"id": nullable({"type": "string"}), "idempotency_key": nullable({"type": "string"})}
+                ),
+                "type": {"type": "string", "enum": event_types},
+            },
+            description="A Stripe event. `customer_balance_transaction.*` are extensions.",
+            allOf=[
+                event_payload(event_types[:3], "customer", "customer_previous_attributes"),
+                event_payload(
+                    event_types[3:],
+                    "customer_balance_transaction",
+                    "customer_balance_transaction_previous_attributes",
+                ),
+            ],
+        ),
+        "customer_list": list_schema("customer", const("/v1/customers")),
+        "customer_balance_transaction_list": list_schema(
+            "customer_balance_transaction",
+            {"type": "string", "pattern": "^/v1/customers/[^/]+/balance_transactions$"},
+        ),
+        "event_list": list_schema("event", const("/v1/events")),
+        "customer_search_result": obj(
+            {
+                "object": const("search_result"),
+                "data": {"type": "array", "maxItems": params.MAX_LIMIT, "items": ref("customer")},
+                "has_more": {"type": "boolean"},
+                "next_page": nullable({"type": "string", "minLength": 1}),
+                "url": const("/v1/customers/search"),
+            }
+        ),
+        "error": obj(
+            {
+                "error": obj(
+                    {
+                        "type": {
+                            "type": "string",
+                            "enum": ["api_error", "idempotency_error", "invalid_request_error"],
+                        },
+                        "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                        "message": {"type": "string", "minLength": 1},
+                        "param": {"type": "string"},
+                        "doc_url": {"type": "string", "pattern": "^https://stripe\\.com/docs/error-codes/"},
+                    },
+                    required=("type", "message"),
+                    dependentRequired={"code": ["doc_url"], "doc_url": ["code"]},
+                )
+            },
+            description="Stripe's error shape; `code`, `doc_url` and `param` are left out when they do not apply.",
+        ),
+        "status": obj({"status": {"type": "string", "enum": ["ok", "ready"]}}),
+    }
+
+
+def event_payload(types: list[str], object_schema: str, previous_schema: str) -> Schema:
+    """The event ``data`` that goes with these event types."""
+    return {
+        "if": {"properties": {"type": {"enum": types}}},
+        "then": {
+            "properties": {
+                "data": {
+                    "properties": {
+                        "object": ref(object_schema),
+                        "previous_attributes": ref(previous_schema),
+                    }
+                }
+            }
+        },
+    }
+
+
+def list_schema(item: str, url: Schema) -> Schema:
+    return obj(
+        {
+            "object": const("list"),
+            "data": {"type": "array", "maxItems": params.MAX_LIMIT, "items": ref(item)},
+            "has_more": {"type": "boolean"},
+            "url": url,
+        },
+        description="One page, newest first.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# request schemas
+# ---------------------------------------------------------------------------------------------------
+
+
+def expand_schema() -> Schema:
+    return {
+        "type": "array",
+        "items": text(),
+        "description": "Accepted for compatibility; no object is expandable, ids stay ids.",
+    }
+
+
+def custom_fields_schema() -> Schema:
+    return {
+        "type": "array",
+        "maxItems": validation.MAX_CUSTOM_FIELDS,
+        "items": obj({"name": text(40, min_length=1), "value": text(140, min_length=1)}),
+    }
+
+
+def invoice_settings_params() -> Schema:
+    return obj(
+        {
+            "custom_fields": unsettable(custom_fields_schema()),
+            "footer": unsettable(text(5000)),
+            "rendering_options": unsettable(
+                obj(
+                    {
+                        "amount_tax_display": unsettable(
+                            {"type": "string", "enum": sorted(validation.AMOUNT_TAX_DISPLAY)}
+                        ),
+                        "template": unsettable(text(5000)),
+                    },
+                    required=(),
+                )
+            ),
+        },
+        required=(),
+        description="`invoice_settings[default_payment_method]` is rejected (parameter_unsupported).",
+    )
+
+
+def address_params() -> Schema:
+    return obj(
+        {name: unsettable(text(validation.ADDRESS_FIELD_MAX)) for name in Address.__struct_fields__},
+        required=(),
+    )
+
+
+def customer_params(*, update: bool) -> Schema:
+    """POST /v1/customers (``update=False``) and POST /v1/customers/{customer}."""
+    strings = {name: unsettable(text(validation.MAX_LENGTHS[name])) for name in params.NULLABLE_STRINGS}
+    strings["external_id"]["description"] = (
+        "Extension. On create, a live customer with this external_id is updated and returned instead."
+    )
+    balance = integer(-MAX_AMOUNT, MAX_AMOUNT, "Sets the balance; the difference becomes a ledger entry.")
+    currency = {"type": "string", "enum": CURRENCIES, "description": "Extension: the balance's currency."}
+    prefix = {"type": "string", "pattern": f"^{validation.INVOICE_PREFIX.pattern}$"}
+    sequence = integer(1, 10**9)
+    once = "Cannot be unset on update."
+    properties: dict[str, Schema] = {
+        **strings,
+        "address": unsettable(ref("address_params")),
+        "shipping": unsettable(
+            obj(
+                {
+                    "address": {**ref("address_params"), "minProperties": 1},
+                    "name": text(5000, min_length=1),
+                    "phone": unsettable(text(5000)),
+                },
+                required=("address", "name"),
+            )
+        ),
+        "balance": {**balance, "description": once} if update else unsettable(balance),
+        "currency": currency if update else unsettable(currency),
+        "invoice_prefix": prefix if update else unsettable(prefix),
+        "invoice_settings": unsettable(ref("invoice_settings_params")),
+        "next_invoice_sequence": sequence if update else unsettable(sequence),
+        "preferred_locales": unsettable(
+            {
+                "type": "array",
+                "maxItems": validation.MAX_LOCALES,
+                "items": {"type": "string", "pattern": f"^{validation.LOCALE.pattern}$"},
+            }
+        ),
+        "tax_exempt": unsettable({"type": "string", "enum": sorted(validation.TAX_EXEMPT)}),
+        "metadata": unsettable(
+            metadata_schema(nullable_values=True),
+            'Merged into the existing metadata; a key set to "" is removed, and metadata="" clears all.'
+            if update
+            else None,
+        ),
+        "expand": unsettable(expand_schema()),
+        "validate": unsettable({"type": "boolean"}),
+    }
+    unsupported = ", ".join(sorted(params.UNSUPPORTED_CUSTOMER_PARAMS))
+    return obj(
+        properties,
+        required=(),
+        description=(
+            "Unknown parameters are rejected (400 parameter_unknown); payment parameters "
+            f"({unsupported}) are rejected with 400 parameter_unsupported."
+        ),
+    )
+
+
+def transaction_create_params() -> Schema:
+    return obj(
+        {
+            "amount": integer(
+                -MAX_AMOUNT,
+                MAX_AMOUNT,
+                "Minor units: negative credits the customer, positive debits. Not zero. The resulting "
+                f"balance must stay within +/-{MAX_BALANCE} (else 400 balance_overflow).",
+                **{"not": const(0)},
+            ),
+            "currency": {
+                "type": "string",
+                "enum": CURRENCIES,
+                "description": "Must match the customer's currency once it has one (400 currency_mismatch).",
+            },
+            "description": unsettable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
+            "metadata": unsettable(metadata_schema(nullable_values=True)),
+            "expand": unsettable(expand_schema()),
+        },
+        required=("amount", "currency"),
+    )
+
+
+def transaction_update_params() -> Schema:
+    return obj(
+        {
+            "description": unsettable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
+            "metadata": unsettable(metadata_schema(nullable_values=True)),
+            "expand": unsettable(expand_schema()),
+        },
+        required=(),
+    )
+
+
+def request_schemas() -> dict[str, Schema]:
+    return {
+        "address_params": address_params(),
+        "invoice_settings_params": invoice_settings_params(),
+        "customer_create_params": customer_params(update=False),
+        "customer_update_params": customer_params(update=True),
+        "customer_balance_transaction_create_params": transaction_create_params(),
+        "customer_balance_transaction_update_params": transaction_update_params(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# parameters, responses, operations
+# ---------------------------------------------------------------------------------------------------
+
+
+def query(
+    name: str,
+    schema: Schema,
+    description: str | None = None,
+    *,
+    required: bool = False,
+    examples: dict[str, Any] | None = None,
+) -> Schema:
+    parameter: Schema = {"name": name, "in": "query", "required": required, "schema": schema}
+    if examples:
+        parameter["examples"] = {key: {"value": value} for key, value in examples.items()}
+    if schema.get("type") in ("array", "object") or "anyOf" in schema:
+        # Stripe's bracket notation: created[gte]=1, expand[0]=a (form arrays and objects).
+        parameter["style"] = "deepObject"
+        parameter["explode"] = True
+    if description:
+        parameter["description"] = description
+    return parameter
+
+
+def path(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+        "description": description,
+    }
+
+
+CUSTOMER_PATH = path("customer", "The customer's id (`cus_…`).")
+TRANSACTION_PATH = path("transaction", "The balance transaction's id (`cbtxn_…`).")
+EVENT_PATH = path("event", "The event's id (`evt_…`).")
+
+
+def expand_query() -> Schema:
+    return query("expand", expand_schema())
+
+
+def list_query(*filters: Schema) -> list[Schema]:
+    return [
+        query(
+            "limit",
+            integer(1, params.MAX_LIMIT),
+            f"Page size, {1} to {params.MAX_LIMIT}; default {params.DEFAULT_LIMIT}.",
+        ),
+        query("starting_after", text(), "Cursor: an object id; the page after it (older objects)."),
+        query("ending_before", text(), "Cursor: an object id; the page before it (newer objects)."),
+        *filters,
+        expand_query(),
+    ]
+
+
+def created_query() -> Schema:
+    bound = INT64
+    return query(
+        "created",
+        {
+            "anyOf": [
+                bound,
+                obj({op: bound for op in sorted(params.CREATED_PARAMS)}, required=()),
+            ]
+        },
+        "Unix seconds: an exact value, or a range `created[gt|gte|lt|lte]`.",
+    )
+
+
+def headers_component() -> dict[str, Schema]:
+    return {
+        "Request-Id": {
+            "description": "Unique id of this request (`req_…`); it is in the service's log line.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^req_[A-Za-z0-9]+$"},
+        },
+        "Idempotent-Replayed": {
+            "description": "`true` when the response is the stored result of an earlier request with the key.",
+            "schema": {"type": "string", "enum": ["true"]},
+        },
+        "Original-Request": {
+            "description": "On a replay, the Request-Id of the request whose result is replayed.",
+            "schema": {"type": "string"},
+        },
+        "Idempotency-Key": {
+            "description": "The Idempotency-Key of the request, echoed.",
+            "schema": {"type": "string"},
+        },
+        "Stripe-Should-Retry": {
+            "description": "Whether retrying the same request may succeed.",
+            "schema": {"type": "string", "enum": ["true", "false"]},
+        },
+        "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}},
+    }
+
+
+def header_refs(*names: str) -> dict[str, Schema]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in ("Request-Id", *names)}
+
+
+ERROR_DESCRIPTIONS: Final[dict[str, str]] = {
+    "400": "Invalid request: unknown (`parameter_unknown`), unsupported (`parameter_unsupported`), "
+    "missing (`parameter_missing`) or invalid parameters, `currency_mismatch`, `balance_overflow`, "
+    "a reused Idempotency-Key with other parameters (`idempotency_error`).",
+    "401": "No API key, or an invalid or revoked one.",
+    "404": "No such object for this account and mode (`resource_missing`).",
+    "409": "A concurrent change to the same object; retrying may succeed (`Stripe-Should-Retry: true`).",
+    "413": "The request body is larger than 1 MiB (`request_too_large`).",
+    "429": "The database did not answer in time (`lock_timeout`); retry.",
+    "500": "An unexpected error; it is logged with the Request-Id.",
+    "503": "The database is unavailable (`service_unavailable`); retry after `Retry-After` seconds.",
+}
+ERROR_HEADERS: Final[dict[str, tuple[str, ...]]] = {
+    "400": ("Stripe-Should-Retry", "Idempotent-Replayed", "Original-Request", "Idempotency-Key"),
+    "404": ("Stripe-Should-Retry", "Idempotent-Replayed", "Original-Request", "Idempotency-Key"),
+    "409": ("Stripe-Should-Retry", "Idempotent-Replayed", "Original-Request", "Idempotency-Key"),
+    "429": ("Stripe-Should-Retry",),
+    "503": ("Retry-After", "Stripe-Should-Retry"),
+}
+
+
+def error_responses() -> dict[str, Schema]:
+    return {
+        status: {
+            "description": description,
+            "headers": header_refs(*ERROR_HEADERS.get(status, ())),
+            "content": {JSON: {"schema": ref("error")}},
+        }
+        for status, description in ERROR_DESCRIPTIONS.items()
+    }
+
+
+def ok(schema_name: str, description: str, *, write: bool = False) -> Schema:
+    extra = ("Idempotent-Replayed", "Original-Request", "Idempotency-Key") if write else ()
+    return {
+        "description": description,
+        "headers": header_refs(*extra),
+        "content": {JSON: {"schema": ref(schema_name)}},
+    }
+
+
+def errors(*statuses: int) -> dict[str, Schema]:
+    return {str(status): {"$ref": f"#/components/responses/{status}"} for status in statuses}
+
+
+READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 429, 500, 503)
+WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 404, 409, 413, 429, 500, 503)
+
+
+SEARCH_EXAMPLES: Final[dict[str, str]] = {
+    "email": "email:'jenny@example.com'",
+    "substring": "name~'jen' AND metadata['plan']:'pro'",
+    "either": "created>1700000000 OR phone:'+15555550123'",
+    "negated": "-email:'jenny@example.com'",
+}
+CUSTOMER_EXAMPLE: Final[dict[str, Any]] = {
+    "email": "jenny@example.com",
+    "name": "Jenny Rosen",
+    "address": {"line1": "1 Main St", "city": "Springfield", "country": "US"},
+    "preferred_locales": ["en", "fr-CA"],
+    "metadata": {"plan": "pro"},
+}
+TRANSACTION_EXAMPLE: Final[dict[str, Any]] = {
+    "amount": -500,
+    "currency": "usd",
+    "description": "Goodwill credit",
+    "metadata": {"ticket": "T-1"},
+}
+
+
+BRACKET_PARAMS: Final[tuple[str, ...]] = (
+    "address",
+    "shipping",
+    "invoice_settings",
+    "metadata",
+    "preferred_locales",
+    "expand",
+)
+
+
+def body(schema_name: str, *, required: bool, example: dict[str, Any] | None = None) -> Schema:
+    schema = ref(schema_name)
+    properties = request_schemas()[schema_name]["properties"]
+    encoding = {
+        # Nested objects and arrays use Stripe's bracket notation: a[b]=1, a[0]=x, a[]=x.
+        name: {"style": "deepObject", "explode": True}
+        for name in BRACKET_PARAMS
+        if name in properties
+    }
+    form: Schema = {"schema": schema, "encoding": encoding}
+    json: Schema = {"schema": schema}
+    if example is not None:
+        form["examples"] = json["examples"] = {"typical": {"value": example}}
+    return {"required": required, "content": {FORM: form, JSON: json}}
+
+
+def idempotency_header() -> Schema:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Retries with the same key and parameters replay the first result (kept >= 24 h); "
+        "a concurrent request with the same key waits for the first.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY,
+            "pattern": "^[!-~]([ -~]*[!-~])?$",
+        },
+    }
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[str, Schema],
+    *,
+    parameters: list[Schema] | None = None,
+    request_body: Schema | None = None,
+    public: bool = False,
+) -> Schema:
+    op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if parameters:
+        op["parameters"] = parameters
+    if request_body is not None:
+        op["requestBody"] = request_body
+    op["responses"] = responses
+    if public:
+        op["security"] = []
+    return op
+
+
+def paths() -> dict[str, Schema]:
+    customer = {"parameters": [CUSTOMER_PATH]}
+    return {
+        "/v1/customers": {
+            "post": operation(
+                "PostCustomers",
+                "Create a customer (or, with a known external_id, update it)",
+                "Customers",
+                {"200": ok("customer", "The customer.", write=True), **errors(*WRITE_ERRORS)},
+                parameters=[idempotency_header()],
+                request_body=body("customer_create_params", required=False, example=CUSTOMER_EXAMPLE),
+            ),
+            "get": operation(
+                "GetCustomers",
+                "List customers, newest first",
+                "Customers",
+                {"200": ok("customer_list", "A page of customers."), **errors(*READ_ERRORS)},
+                parameters=list_query(
+                    query(
+                        "email",
+                        text(params.MAX_EMAIL_FILTER),
+                        "Exact email, case-insensitive (Stripe's is case-sensitive).",
+                    ),
+                    created_query(),
+                    query("test_clock", text(), "There are no test clocks: a value matches no customer."),
+                ),
+            ),
+        },
+        "/v1/customers/search": {
+            "get": operation(
+                "GetCustomersSearch",
+                "Search customers (consistent immediately)",
+                "Customers",
+                {"200": ok("customer_search_result", "Matching customers."), **errors(*READ_ERRORS)},
+                parameters=[
+                    query(
+                        "query",
+                        text(min_length=1),
+                        "Stripe's search query language over email, name, phone, metadata['key'] and "
+                        "created, with `:`, `~`, `>`, `<`, `AND`, `OR`, `-`.",
+                        required=True,
+                        examples=SEARCH_EXAMPLES,
+                    ),
+                    query("limit", integer(1, params.MAX_LIMIT)),
+                    query("page", text(), "The `next_page` of the previous result."),
+                    expand_query(),
+                ],
+            ),
+        },
+        "/v1/customers/{customer}": {
+            **customer,
+            "get": operation(
+                "GetCustomersCustomer",
+                "Retrieve a customer (a deleted one as a stub)",
+                "Customers",
+                {"200": ok("customer_or_deleted", "The customer."), **errors(*READ_ERRORS, 404)},
+                parameters=[expand_query()],
+            ),
+            "post": operation(
+                "PostCustomersCustomer",
+                "Update a customer",
+                "Customers",
+                {"200": ok("customer", "The updated customer.", write=True), **errors(*WRITE_ERRORS)},
+                parameters=[idempotency_header()],
+                request_body=body(
+                    "customer_update_params", required=False, example={"metadata": {"plan": ""}}
+                ),
+            ),
+            "delete": operation(
+                "DeleteCustomersCustomer",
+                "Delete a customer",
+                "Customers",
+                {"200": ok("deleted_customer", "The deleted customer.", write=True), **errors(*WRITE_ERRORS)},
+                parameters=[idempotency_header(), expand_query()],
+            ),
+        },
+        "/v1/customers/{customer}/balance_transactions": {
+            **customer,
+            "post": operation(
+                "PostCustomersCustomerBalanceTransactions",
+                "Credit or debit a customer's balance",
+                "Customer balance transactions",
+                {
+                    "200": ok("customer_balance_transaction", "The new ledger entry.", write=True),
+                    **errors(*WRITE_ERRORS),
+                },
+                parameters=[idempotency_header()],
+                request_body=body(
+                    "customer_balance_transaction_create_params", required=True, example=TRANSACTION_EXAMPLE
+                ),
+            ),
+            "get": operation(
+                "GetCustomersCustomerBalanceTransactions",
+                "List a customer's balance transactions, newest first",
+                "Customer balance transactions",
+                {
+                    "200": ok("customer_balance_transaction_list", "A page of ledger entries."),
+                    **errors(*READ_ERRORS, 404),
+                },
+                parameters=list_query(
+                    created_query(), query("invoice", text(), "Accepted and ignored: there are no invoices.")
+                ),
+            ),
+        },
+        "/v1/customers/{customer}/balance_transactions/{transaction}": {
+            "parameters": [CUSTOMER_PATH, TRANSACTION_PATH],
+            "get": operation(
+                "GetCustomersCustomerBalanceTransactionsTransaction",
+                "Retrieve a balance transaction",
+                "Customer balance transactions",
+                {
+                    "200": ok("customer_balance_transaction", "The ledger entry."),
+                    **errors(*READ_ERRORS, 404),
+                },
+                parameters=[expand_query()],
+            ),
+            "post": operation(
+                "PostCustomersCustomerBalanceTransactionsTransaction",
+                "Update a balance transaction's description and metadata",
+                "Customer balance transactions",
+                {
+                    "200": ok("customer_balance_transaction", "The ledger entry.", write=True),
+                    **errors(*WRITE_ERRORS),
+                },
+                parameters=[idempotency_header()],
+                request_body=body("customer_balance_transaction_update_params", required=False),
+            ),
+        },
+        "/v1/events": {
+            "get": operation(
+                "GetEvents",
+                "List events, newest first",
+                "Events",
+                {"200": ok("event_list", "A page of events."), **errors(*READ_ERRORS)},
+                parameters=list_query(
+                    query("type", text(), "One event type, or a prefix wildcard such as `customer.*`."),
+                    query(
+                        "types",
+                        {"type": "array", "maxItems": params.MAX_EVENT_TYPES, "items": text()},
+                        "Several event types (not with `type`).",
+                    ),
+                    created_query(),
+                    query("delivery_success", {"type": "boolean"}, "Accepted and ignored: no webhooks."),
+                ),
+            ),
+        },
+        "/v1/events/{event}": {
+            "parameters": [EVENT_PATH],
+            "get": operation(
+                "GetEventsEvent",
+                "Retrieve an event",
+                "Events",
+                {"200": ok("event", "The event."), **errors(*READ_ERRORS, 404)},
+                parameters=[expand_query()],
+            ),
+        },
+        "/healthz": {
+            "get": operation(
+                "GetHealthz",
+                "Liveness: the process is up",
+                "Operations",
+                {"200": ok("status", '`{"status": "ok"}`'), **errors(500)},
+                public=True,
+            )
+        },
+        "/readyz": {
+            "get": operation(
+                "GetReadyz",
+                "Readiness: the database answers",
+                "Operations",
+                {"200": ok("status", '`{"status": "ready"}`'), **errors(429, 500, 503)},
+                public=True,
+            )
+        },
+        "/metrics": {
+            "get": operation(
+                "GetMetrics",
+                "Prometheus metrics",
+                "Operations",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "headers": header_refs(),
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **errors(500),
+                },
+                public=True,
+            )
+        },
+        OPENAPI_PATH: {
+            "get": operation(
+                "GetOpenapiJson",
+                "This OpenAPI document",
+                "Operations",
+                {
+                    "200": {
+                        "description": "The OpenAPI 3.1 document.",
+                        "headers": header_refs(),
+                        "content": {JSON: {"schema": {"type": "object", "required": ["openapi", "paths"]}}},
+                    },
+                    **errors(500),
+                },
+                public=True,
+            )
+        },
+    }
+
+
+def build() -> dict[str, Any]:
+    """A fresh copy of the document (`document()` caches one)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "jsonSchemaDialect": JSON_SCHEMA_DIALECT,
+        "info": {
+            "title": "ledger",
+            "version": "0.1.0",
+            "summary": "Event-sourced customer ledger, wire-compatible with Stripe's Customers, Customer "
+            "Balance Transactions and Events API.",
+            "description": __doc__,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "http://127.0.0.1:8080", "description": "`make serve`"}],
+        "security": [{"bearerAuth": []}, {"basicAuth": []}],
+        "tags": [
+            {"name": "Customers"},
+            {"name": "Customer balance transactions"},
+            {"name": "Events"},
+            {"name": "Operations", "description": "Public: no API key needed."},
+        ],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer sk_test_…` (a secret key; the mode follows the key).",
+                },
+                "basicAuth": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "HTTP Basic with the secret key as the user name and an empty password.",
+                },
+            },
+            "schemas": {**response_schemas(), **request_schemas()},
+            "responses": error_responses(),
+            "headers": headers_component(),
+        },
+        "x-limits": {
+            "max_body_bytes": next(
+                f.default for f in dataclasses.fields(Config) if f.name == "max_body_bytes"
+            ),
+            "max_params": forms.MAX_PARAMS,
+            "max_depth": forms.MAX_DEPTH,
+        },
+    }
+
+
+@functools.cache
+def _cached() -> tuple[dict[str, Any], bytes]:
+    doc = build()
+    return doc, msgspec.json.encode(doc)
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (built once; a deep copy, so callers may mutate it)."""
+    return copy.deepcopy(_cached()[0])
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: public, no API key."""
+    return web.Response(body=_cached()[1], content_type=JSON)
