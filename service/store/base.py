@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import msgspec
 
 from domain.customer import AnyEvent
+from domain.upcasting import REGISTRY as UPCASTERS
+from domain.upcasting import to_event
 
 GENESIS_HASH = bytes(32)
 
@@ -72,8 +74,9 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def event(self) -> AnyEvent:
-        event: AnyEvent = msgspec.convert(self.data, AnyEvent)
-        return event
+        """The domain event, in the current shape: older schema versions go through the upcasters
+        (domain/upcasting.py); `data` itself stays exactly as stored."""
+        return to_event(self.event_type, self.schema_version, self.data)
 
 
 class GlobalCursor(msgspec.Struct, frozen=True):
@@ -156,8 +159,19 @@ def prepare(event: AnyEvent, event_id: str) -> PendingEvent:
 
 
 def decode_event(data_json: bytes | str) -> AnyEvent:
-    event: AnyEvent = _event_decoder.decode(data_json)
-    return event
+    """A stored event document as the current domain event. Fast path: a document already in the
+    current shape decodes straight into the struct; anything else goes through the upcasters."""
+    try:
+        event: AnyEvent = _event_decoder.decode(data_json)
+    except msgspec.ValidationError:
+        pass
+    else:
+        if UPCASTERS.is_current(type(event).__name__, event.schema_version):
+            return event
+    document = msgspec.json.decode(data_json)
+    if not isinstance(document, dict):
+        raise msgspec.ValidationError("an event document must be a JSON object")
+    return to_event(document.get("event_type", ""), document.get("schema_version", 1), document)
 
 
 def chain_events(
