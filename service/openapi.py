@@ -337,6 +337,36 @@ def response_schemas() -> dict[str, Schema]:
             {"type": "string", "pattern": "^/v1/customers/[^/]+/balance_transactions$"},
         ),
         "event_list": list_schema("event", const("/v1/events")),
+        "customer_history_entry": {
+            "type": "object",
+            "description": "One event of the customer's stream, with the fields it changed (an extension).",
+            "required": ["object", "version", "type", "event_id", "recorded_at", "changes", "hash"],
+            "properties": {
+                "object": const("customer_history_entry"),
+                "version": {"type": "integer", "minimum": 1},
+                "type": {"type": "string"},
+                "event_id": {"type": "string"},
+                "schema_version": {"type": "integer", "minimum": 1},
+                "recorded_at": {"type": "integer"},
+                "recorded_at_us": {"type": "integer"},
+                "balance_transaction": nullable({"type": "string"}),
+                "changes": {"type": "object"},
+                "request_id": nullable({"type": "string"}),
+                "idempotency_key": nullable({"type": "string"}),
+                "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+        },
+        "customer_history": {
+            "type": "object",
+            "required": ["object", "data", "has_more", "url"],
+            "additionalProperties": False,
+            "properties": {
+                "object": const("list"),
+                "data": {"type": "array", "items": ref("customer_history_entry")},
+                "has_more": const(False),
+                "url": {"type": "string", "pattern": "^/v1/customers/[^/]+/history$"},
+            },
+        },
         "customer_search_result": obj(
             {
                 "object": const("search_result"),
@@ -608,6 +638,14 @@ def list_query(*filters: Schema) -> list[Schema]:
     ]
 
 
+def as_of_query() -> Schema:
+    return query(
+        "as_of",
+        integer(0, 2**53 - 1),
+        "Extension: the state at the end of this unix second, folded from the event log.",
+    )
+
+
 def created_query() -> Schema:
     bound = INT64
     return query(
@@ -842,7 +880,7 @@ def paths() -> dict[str, Schema]:
                 "Retrieve a customer (a deleted one as a stub)",
                 "Customers",
                 {"200": ok("customer_or_deleted", "The customer."), **errors(*READ_ERRORS, 404)},
-                parameters=[expand_query()],
+                parameters=[expand_query(), as_of_query()],
             ),
             "post": operation(
                 "PostCustomersCustomer",
@@ -886,8 +924,20 @@ def paths() -> dict[str, Schema]:
                     **errors(*READ_ERRORS, 404),
                 },
                 parameters=list_query(
-                    created_query(), query("invoice", text(), "Accepted and ignored: there are no invoices.")
+                    created_query(),
+                    query("invoice", text(), "Accepted and ignored: there are no invoices."),
+                    as_of_query(),
                 ),
+            ),
+        },
+        "/v1/customers/{customer}/history": {
+            **customer,
+            "get": operation(
+                "GetCustomersCustomerHistory",
+                "The customer's events in order, with what each changed (an extension)",
+                "Customers",
+                {"200": ok("customer_history", "Every event of the customer."), **errors(*READ_ERRORS, 404)},
+                parameters=[expand_query()],
             ),
         },
         "/v1/customers/{customer}/balance_transactions/{transaction}": {

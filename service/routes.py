@@ -19,7 +19,7 @@ from aiohttp import web
 from domain.customer import DeleteCustomer
 from domain.errors import InvalidParameter, ResourceMissing
 from projections.objects import render_balance_transaction, render_customer, render_deleted_customer
-from service import forms, params, search
+from service import audit, forms, params, search
 from service.errors import StripeError, domain_error_response, json_response
 from service.handler import (
     Executable,
@@ -69,11 +69,25 @@ async def read_params(request: web.Request) -> dict[str, Any]:
     return forms.parse_form(body)
 
 
-async def read_only_expand(request: web.Request) -> dict[str, Any]:
-    """Params of an endpoint that takes nothing but ``expand`` (retrieve, delete): anything else is a 400."""
+def pop_as_of(payload: dict[str, Any]) -> int | None:
+    """The `as_of` extension: unix seconds; the object as it was at the end of that second."""
+    raw = payload.pop("as_of", None)
+    if raw is None:
+        return None
+    if not isinstance(raw, str | int) or isinstance(raw, bool) or not str(raw).isdigit():
+        raise InvalidParameter(f"Invalid integer: {raw}", param="as_of", code="parameter_invalid_integer")
+    value = int(raw)
+    if value >= 2**53:
+        raise InvalidParameter("as_of must be a unix time in seconds.", param="as_of")
+    return value
+
+
+async def read_only_expand(request: web.Request, *, allow: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Params of an endpoint that takes nothing but ``expand`` (retrieve, delete) and the names in `allow`:
+    anything else is a 400."""
     payload = await read_params(request)
     for name in payload:
-        if name != "expand":
+        if name != "expand" and name not in allow:
             raise InvalidParameter(
                 f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
             )
@@ -255,8 +269,17 @@ async def list_customers(request: web.Request) -> web.Response:
 
 @routes.get("/v1/customers/{customer}")
 async def retrieve_customer(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    payload = await read_only_expand(request, allow=frozenset({"as_of"}))
     customer_id = path_id(request, "customer", "id")
+    as_of = pop_as_of(payload)
+    if as_of is not None:
+        async with pool_of(request).acquire() as conn:
+            past = await audit.customer_as_of(
+                conn, request["account"], request["livemode"], customer_id, as_of
+            )
+        if past is None:
+            raise customer_missing(customer_id)
+        return json_response(200, msgspec.json.encode(past))
     row = await customer_row(pool_of(request), request, customer_id)
     if row is None:
         raise customer_missing(customer_id)
@@ -310,7 +333,11 @@ async def require_customer(request: web.Request, customer_id: str) -> None:
 @routes.get("/v1/customers/{customer}/balance_transactions")
 async def list_balance_transactions(request: web.Request) -> web.Response:
     customer_id = path_id(request, "customer", "customer")
-    options = params.list_params(await read_params(request), filters=TRANSACTION_LIST_FILTERS)
+    payload = await read_params(request)
+    as_of = pop_as_of(payload)
+    options = params.list_params(payload, filters=TRANSACTION_LIST_FILTERS)
+    if as_of is not None:
+        return await balance_transactions_then(request, customer_id, as_of, options)
     await require_customer(request, customer_id)
     query = PagedQuery("balance_transactions", "customer balance transaction", request)
     query.where("customer_id = {}", customer_id)
@@ -321,6 +348,61 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
     rows, has_more = await query.fetch(pool_of(request), options)
     url = f"/v1/customers/{customer_id}/balance_transactions"
     return json_response(200, list_body(url, [render_balance_transaction(row) for row in rows], has_more))
+
+
+async def balance_transactions_then(
+    request: web.Request, customer_id: str, as_of: int, options: params.ListParams
+) -> web.Response:
+    """The ledger as it stood at `as_of`, folded from the log (an extension); pages like the live list."""
+    account, livemode = request["account"], request["livemode"]
+    async with pool_of(request).acquire() as conn:
+        customer = await audit.customer_as_of(conn, account, livemode, customer_id, as_of)
+        if customer is None or customer.get("deleted"):
+            raise customer_missing(customer_id, "customer")
+        items = await audit.balance_transactions_as_of(conn, account, livemode, customer_id, as_of)
+    if options.created is not None:
+        items = [item for item in items if within(item["created"], options.created)]
+    ids = [item["id"] for item in items]
+    start, stop = 0, len(items)
+    if options.starting_after is not None:
+        start = cursor_index(ids, options.starting_after, "starting_after") + 1
+    elif options.ending_before is not None:
+        stop = cursor_index(ids, options.ending_before, "ending_before")
+        start = max(0, stop - options.limit)
+    page = items[start : start + options.limit] if options.ending_before is None else items[start:stop]
+    has_more = (start + len(page) < len(items)) if options.ending_before is None else start > 0
+    url = f"/v1/customers/{customer_id}/balance_transactions"
+    return json_response(200, list_body(url, page, has_more))
+
+
+def within(created: int, bounds: params.CreatedRange) -> bool:
+    return (
+        (bounds.gt is None or created > bounds.gt)
+        and (bounds.gte is None or created >= bounds.gte)
+        and (bounds.lt is None or created < bounds.lt)
+        and (bounds.lte is None or created <= bounds.lte)
+    )
+
+
+def cursor_index(ids: list[str], cursor: str, param: str) -> int:
+    if cursor not in ids:
+        raise InvalidParameter(
+            f"No such customer balance transaction: '{cursor}'", param=param, code="resource_missing"
+        )
+    return ids.index(cursor)
+
+
+@routes.get("/v1/customers/{customer}/history")
+async def customer_history(request: web.Request) -> web.Response:
+    """Every event of the customer in order, with what each changed (an extension)."""
+    await read_only_expand(request)
+    customer_id = path_id(request, "customer", "id")
+    async with pool_of(request).acquire() as conn:
+        entries = await audit.customer_history(conn, request["account"], request["livemode"], customer_id)
+    if not entries:
+        raise customer_missing(customer_id)
+    url = f"/v1/customers/{customer_id}/history"
+    return json_response(200, list_body(url, entries, False))
 
 
 @routes.get("/v1/customers/{customer}/balance_transactions/{transaction}")

@@ -124,10 +124,11 @@ def test_parameters_match_the_params_layer() -> None:
     assert not params.UNSUPPORTED_CUSTOMER_PARAMS & params.CUSTOMER_PARAMS
     pagination = params.PAGINATION_PARAMS
     assert query_names(doc, "get", customers) == pagination | routes.CUSTOMER_LIST_FILTERS
-    assert query_names(doc, "get", transactions) == pagination | routes.TRANSACTION_LIST_FILTERS
+    assert query_names(doc, "get", transactions) == pagination | routes.TRANSACTION_LIST_FILTERS | {"as_of"}
     assert query_names(doc, "get", "/v1/events") == pagination | routes.EVENT_LIST_FILTERS
     assert query_names(doc, "get", "/v1/customers/search") == params.SEARCH_PARAMS
-    for path in (customer, f"{transactions}/{{transaction}}", "/v1/events/{event}"):
+    assert query_names(doc, "get", customer) == {"expand", "as_of"}
+    for path in (f"{transactions}/{{transaction}}", "/v1/events/{event}", f"{customer}/history"):
         assert query_names(doc, "get", path) == {"expand"}
     assert query_names(doc, "delete", customer) == {"expand"}
 
@@ -268,6 +269,17 @@ def test_customer_calls_match_the_document(api: Api) -> None:
     assert upsert.json()["id"] == customer
     one = {"customer": customer}
     assert api.call("GET", "/v1/customers/{customer}", path_params=one).status_code == 200
+    then = api.call("GET", "/v1/customers/{customer}", path_params=one, params={"as_of": "4102444800"})
+    assert then.status_code == 200 and then.json()["id"] == customer
+    history = api.call("GET", "/v1/customers/{customer}/history", path_params=one)
+    assert history.status_code == 200 and history.json()["data"][0]["type"] == "CustomerCreated"
+    ledger_then = api.call(
+        "GET",
+        "/v1/customers/{customer}/balance_transactions",
+        path_params=one,
+        params={"as_of": "4102444800"},
+    )
+    assert ledger_then.status_code == 200
     updated = api.call(
         "POST",
         "/v1/customers/{customer}",
