@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -68,7 +70,15 @@ def run_migrations(url: str, quiet: bool = False) -> None:
         print(f"migrations up to date ({len(applied)} applied now)", file=sys.stderr)
 
 
-def serve(config: Config, banner: str | None = None) -> None:
+def event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def serve(config: Config, banner: str | None = None, *, reuse_port: bool = False) -> None:
     from service.app import create_app
 
     app = create_app(config)
@@ -78,14 +88,44 @@ def serve(config: Config, banner: str | None = None) -> None:
             print(banner, flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=config.host, port=config.port, shutdown_timeout=10, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        shutdown_timeout=10,
+        print=None,
+        access_log=None,
+        reuse_port=reuse_port,
+        loop=event_loop(os.environ.get("LEDGER_UVLOOP", "1") != "0"),
+    )
+
+
+def serve_workers(args: argparse.Namespace, url: str) -> int:
+    """N processes sharing the port (SO_REUSEPORT): the kernel spreads connections across them. This
+    process supervises; SIGTERM/SIGINT stop every worker gracefully."""
+    command = [sys.executable, "-m", "service.cli", "serve", "--host", args.host, "--port", str(args.port)]
+    command += ["--no-migrate", "--workers", "1", "--reuse-port"]
+    env = {**os.environ, "DATABASE_URL": url}
+    workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
+
+    def stop(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    codes = [worker.wait() for worker in workers]
+    return max(codes, default=0)
 
 
 def command_serve(args: argparse.Namespace) -> int:
     url = database_url()
     if not args.no_migrate:
         run_migrations(url, quiet=True)
-    serve(Config.from_env(url, host=args.host, port=args.port))
+    if args.workers > 1:
+        return serve_workers(args, url)
+    serve(Config.from_env(url, host=args.host, port=args.port), reuse_port=args.reuse_port)
     return 0
 
 
@@ -366,6 +406,10 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8080)
     serve_cmd.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port via SO_REUSEPORT (default 1)"
+    )
+    serve_cmd.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve_cmd.set_defaults(run=command_serve)
 
     dev_cmd = commands.add_parser("dev", help="embedded PostgreSQL in ./.ledger, a dev key, then serve")
