@@ -17,30 +17,72 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.auth import KeyCache, authenticate
 from service.config import Config
 from service.errors import error_middleware
-from service.openapi import openapi_view
 from service.observability import Metrics, access_middleware, configure_logging
+from service.openapi import openapi_view
+from service.ratelimit import limiter_for, rate_limit_middleware
 from service.routes import routes
 from service.store.postgres import PostgresEventStore
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 
-async def init_connection(conn: asyncpg.Connection, config: Config) -> None:
-    await conn.execute(
-        f"SET statement_timeout = {int(config.statement_timeout_ms)}; "
-        f"SET lock_timeout = {int(config.lock_timeout_ms)}; "
-        "SET idle_in_transaction_session_timeout = 60000"
+class BoundedPool(asyncpg.pool.Pool):  # type: ignore[misc]
+    """An asyncpg pool whose `acquire()` waits at most `acquire_timeout` seconds by default.
+
+    Every path takes its connection through `acquire()`: the event store's sessions and `pool.fetch…`
+    alike. When all connections are busy (or the database cannot be reached) a request queues for that
+    long and then fails with TimeoutError, which the error middleware answers with a 503.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+def connection_settings(config: Config) -> dict[str, str]:
+    """Session settings sent in the startup packet of every pooled connection.
+
+    Not `SET` in an init hook: the pool runs `RESET ALL` whenever a connection is released, which puts
+    every SET parameter back to its session default, so timeouts set by `init` held only for a
+    connection's first use. Startup-packet values *are* the session defaults, and survive the reset.
+    """
+    return {
+        "application_name": "ledger",
+        "statement_timeout": str(int(config.statement_timeout_ms)),
+        "lock_timeout": str(int(config.lock_timeout_ms)),
+        "idle_in_transaction_session_timeout": "60000",
+        "synchronous_commit": config.synchronous_commit,
+    }
+
+
+async def create_pool(config: Config) -> BoundedPool:
+    # A client-side bound as well, a little above the server's statement_timeout: a server that stopped
+    # answering (a network partition, a stopped process) must not hold a request forever either.
+    command_timeout = config.statement_timeout_ms / 1000 + 5 if config.statement_timeout_ms > 0 else None
+    pool = BoundedPool(
+        config.database_url,
+        acquire_timeout=config.pool_acquire_timeout_s,
+        min_size=config.pool_min_size,
+        max_size=config.pool_max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        server_settings=connection_settings(config),
+        command_timeout=command_timeout,
+        timeout=max(config.pool_acquire_timeout_s, 1.0),  # to establish one connection
     )
+    await pool
+    return pool
 
 
 def pool_context(config: Config) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(
-            config.database_url,
-            min_size=config.pool_min_size,
-            max_size=config.pool_max_size,
-            init=lambda conn: init_connection(conn, config),
-        )
+        pool = await create_pool(config)
         app["pool"] = pool
         app["store"] = PostgresEventStore(pool)
         try:
@@ -71,8 +113,8 @@ def pruning_context(config: Config) -> Any:
                 removed = await prune_idempotency_keys(app["pool"], config.idempotency_retention_hours)
                 if removed:
                     log.info("idempotency_keys_pruned", removed=removed)
-            except (asyncpg.PostgresError, OSError) as error:
-                log.warning("idempotency_pruning_failed", error=str(error))
+            except Exception as error:  # the database may be down for a while: try again next round
+                log.warning("idempotency_pruning_failed", error=repr(error))
             await asyncio.sleep(PRUNE_EVERY_S)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
@@ -111,16 +153,20 @@ async def metrics_view(request: web.Request) -> web.Response:
 def create_app(config: Config) -> web.Application:
     configure_logging(config.log_level)
     metrics = Metrics()
+    middlewares = [
+        access_middleware(metrics, config.access_log),
+        error_middleware,
+        auth_middleware(KeyCache(config.api_key_cache_ttl_s)),
+    ]
+    limiter = limiter_for(config.rate_limit_rps, config.rate_limit_burst)
+    if limiter is not None:  # after auth (the bucket is the key's), before idempotency (in the handlers)
+        middlewares.append(rate_limit_middleware(limiter))
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Long query strings and headers reach the app (and get a Stripe-shaped answer) instead of
         # aiohttp's plain-text 400 at its default 8190-byte limits.
         handler_args={"max_line_size": 65536, "max_field_size": 65536},
-        middlewares=[
-            access_middleware(metrics, config.access_log),
-            error_middleware,
-            auth_middleware(KeyCache(config.api_key_cache_ttl_s)),
-        ],
+        middlewares=middlewares,
     )
     app["config"] = config
     app["metrics"] = metrics

@@ -16,6 +16,9 @@ def env_float(name: str, default: float) -> float:
     return float(raw) if raw not in (None, "") else default
 
 
+SYNCHRONOUS_COMMIT_LEVELS = ("on", "remote_write", "remote_apply", "local")
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
@@ -31,6 +34,12 @@ class Config:
     api_key_cache_ttl_s: float = 5.0
     log_level: str = "info"
     access_log: bool = True
+    # PostgreSQL synchronous_commit for every connection: a 2xx means the command is flushed to the WAL.
+    # Only levels that wait for the local flush are accepted ("off" would break that guarantee).
+    synchronous_commit: str = "on"
+    # Per API key token bucket (service/ratelimit.py); 0 = off (the default).
+    rate_limit_rps: float = 0.0
+    rate_limit_burst: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -45,6 +54,20 @@ class Config:
             "lock_timeout_ms": env_int("LEDGER_LOCK_TIMEOUT_MS", 2000),
             "idempotency_retention_hours": env_int("LEDGER_IDEMPOTENCY_HOURS", 24),
             "log_level": os.environ.get("LEDGER_LOG_LEVEL", "info"),
+            "synchronous_commit": os.environ.get("LEDGER_SYNCHRONOUS_COMMIT") or "on",
+            "rate_limit_rps": env_float("LEDGER_RATE_LIMIT_RPS", 0.0),
+            "rate_limit_burst": env_int("LEDGER_RATE_LIMIT_BURST", 0),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.synchronous_commit not in SYNCHRONOUS_COMMIT_LEVELS:
+            raise ValueError(
+                f"LEDGER_SYNCHRONOUS_COMMIT={self.synchronous_commit!r}: use one of "
+                f"{', '.join(SYNCHRONOUS_COMMIT_LEVELS)} (a 2xx promises the command is flushed)"
+            )
+        if self.rate_limit_rps < 0 or self.rate_limit_burst < 0:
+            raise ValueError("LEDGER_RATE_LIMIT_RPS and LEDGER_RATE_LIMIT_BURST must not be negative")
+        if self.pool_acquire_timeout_s <= 0:
+            raise ValueError("LEDGER_POOL_TIMEOUT_S must be positive")

@@ -86,24 +86,46 @@ def idempotency_conflict_error(error: IdempotencyConflict) -> StripeError:
     return StripeError(400, message, type="idempotency_error", should_retry=False)
 
 
+RETRY_AFTER_S = "1"
+
+
 def unavailable(message: str) -> StripeError:
     return StripeError(
         503,
         message,
         type="api_error",
         code="service_unavailable",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": RETRY_AFTER_S},
         should_retry=True,
     )
 
 
+# The command did not run because of contention (a lock not granted within lock_timeout, a statement
+# cancelled by statement_timeout, a deadlock or serialization failure): its transaction rolled back, so
+# the same request may simply be sent again.
+DATABASE_CONTENTION = (
+    asyncpg.QueryCanceledError,  # 57014: statement_timeout
+    asyncpg.LockNotAvailableError,  # 55P03: lock_timeout
+    asyncpg.TransactionRollbackError,  # 40001 serialization failure, 40P01 deadlock, 40003 ...
+)
+
+# The database cannot be used right now (down, restarting, shutting down, failed over to a standby,
+# out of connections or resources) or did not answer in time. Whatever was in flight rolled back, or,
+# if the connection broke during COMMIT, may have committed: either way a retry with the same
+# Idempotency-Key gives the one outcome.
 DATABASE_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.OperatorInterventionError,  # class 57 (57P01 admin shutdown, 57P02 crash, 57P03 starting up)
+    asyncpg.InsufficientResourcesError,  # class 53 (too many connections, disk full, out of memory)
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: connected to a standby (during a failover)
+    asyncpg.IdleInTransactionSessionTimeoutError,  # 25P03
+    asyncpg.InterfaceError,  # the connection closed under us, the pool is closing
+    # A session the server terminated (its FATAL message processed, the end of the socket not yet) can be
+    # handed out by the pool: its next statement fails with "cannot switch to state ...; another
+    # operation is in progress". The pool discards it on release.
+    asyncpg.InternalClientError,
     ConnectionError,
-    OSError,
+    OSError,  # includes TimeoutError: a pool acquire or a client-side command timeout
 )
 
 
@@ -131,12 +153,13 @@ def translate(error: BaseException, request: web.Request) -> StripeError | None:
         return StripeError(413, "The request body is larger than the 1 MiB limit.", code="request_too_large")
     if isinstance(error, web.HTTPNotFound | web.HTTPMethodNotAllowed):
         return StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
-    if isinstance(error, asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError):
+    if isinstance(error, DATABASE_CONTENTION):  # before DATABASE_UNAVAILABLE: 57014 is in class 57
         return StripeError(
             429,
             "The request timed out waiting for the database; please retry.",
             type=INVALID_REQUEST,
             code="lock_timeout",
+            headers={"Retry-After": RETRY_AFTER_S},
             should_retry=True,
         )
     if isinstance(error, (*DATABASE_UNAVAILABLE, asyncio.TimeoutError)):

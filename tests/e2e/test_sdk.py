@@ -123,7 +123,11 @@ def test_balance_transactions_create_list_retrieve_update(server: Server) -> Non
     updated = client.v1.customers.balance_transactions.update(
         customer.id, credit.id, {"description": "apology", "metadata": {"ticket": "42"}}
     )
-    assert (updated.description, plain(updated.metadata), updated.amount) == ("apology", {"ticket": "42"}, -500)
+    assert (updated.description, plain(updated.metadata), updated.amount) == (
+        "apology",
+        {"ticket": "42"},
+        -500,
+    )
 
 
 def test_currency_is_fixed_by_the_first_transaction(server: Server) -> None:
@@ -194,9 +198,7 @@ def test_events_surface_every_change(server: Server) -> None:
     client.v1.customers.update(customer.id, {"name": "Evented"})
     txn = client.v1.customers.balance_transactions.create(customer.id, {"amount": 300, "currency": "usd"})
     events = [
-        e
-        for e in client.v1.events.list({"limit": 20}).data
-        if e.data.object.id in (customer.id, txn.id)
+        e for e in client.v1.events.list({"limit": 20}).data if e.data.object.id in (customer.id, txn.id)
     ]
     types = [e.type for e in events]
     assert types[:4] == [

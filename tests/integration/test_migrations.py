@@ -16,6 +16,7 @@ MIGRATIONS = [
     "0002_projections.sql",
     "0003_api_keys_and_events.sql",
     "0004_stream_snapshots.sql",
+    "0005_service_role.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
@@ -183,6 +184,32 @@ EXPECTED_TRIGGERS = {
 }
 
 
+# What the service's role may do (migrations/0005_service_role.sql): table -> privileges. Nothing else, and
+# nothing at all for PUBLIC. A new table the service uses must be granted in its migration and listed here.
+EXPECTED_SERVICE_GRANTS = {
+    "api_keys": {"SELECT"},
+    "balance_transactions": {"SELECT", "INSERT", "UPDATE"},
+    "customers": {"SELECT", "INSERT", "UPDATE"},
+    "events": {"SELECT", "INSERT"},
+    "idempotency_keys": {"SELECT", "INSERT", "DELETE"},
+    "streams": {"SELECT", "INSERT", "UPDATE"},
+    "stripe_events": {"SELECT", "INSERT"},
+}
+
+
+async def table_grants(conn: asyncpg.Connection) -> dict[str, dict[str, set[str]]]:
+    """grantee ('ledger_service', 'PUBLIC', ...) -> table -> privileges, for every relation in public."""
+    grants: dict[str, dict[str, set[str]]] = {}
+    for row in await conn.fetch(
+        """SELECT c.relname, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS grantee,
+                  a.privilege_type
+           FROM pg_class c, aclexplode(c.relacl) a
+           WHERE c.relnamespace = 'public'::regnamespace AND a.grantee <> c.relowner"""
+    ):
+        grants.setdefault(row["grantee"], {}).setdefault(row["relname"], set()).add(row["privilege_type"])
+    return grants
+
+
 def expected_columns() -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for line in EXPECTED_COLUMNS.strip().splitlines():
@@ -268,6 +295,14 @@ async def test_migrations_build_exactly_the_expected_schema(empty_db_url: str) -
         assert found["functions"] == ["events_are_append_only", "ledger_lock_and_find_idempotency", "ledger_lock_and_read_stream"]
         assert found["other"] == [("events_position_seq", "S")]  # the identity's sequence, nothing else
         assert await applied(conn) == [(m.name, m.checksum) for m in bundled_migrations()]
+        assert await table_grants(conn) == {"ledger_service": EXPECTED_SERVICE_GRANTS}
+        role = await conn.fetchrow(
+            "SELECT rolcanlogin, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles "
+            "WHERE rolname = 'ledger_service'"
+        )
+        assert tuple(role) == (False, False, True, False, False, False)
+        assert await conn.fetchval("SELECT has_schema_privilege('ledger_service', 'public', 'USAGE')")
+        assert not await conn.fetchval("SELECT has_schema_privilege('ledger_service', 'public', 'CREATE')")
     finally:
         await conn.close()
 
