@@ -43,8 +43,11 @@ async def test_session_settings_hold_for_every_use_of_a_pooled_connection(db_url
                     "statement_timeout": "4321",
                     "synchronous_commit": "remote_apply",
                 }
-                await conn.execute("SET lock_timeout = 1")  # what a careless caller might do
+                # The release hook skips asyncpg's RESET ALL (a round trip per request: the service sets
+                # nothing per session), but a transaction left open must still be rolled back.
+                await conn.execute("BEGIN; SET LOCAL lock_timeout = 1; CREATE TEMP TABLE leaked (x int)")
             assert await pool.fetchval("SHOW lock_timeout") == "1234ms"
+            assert await pool.fetchval("SELECT to_regclass('pg_temp.leaked')") is None
     finally:
         await pool.close()
 
