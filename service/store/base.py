@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -174,6 +174,42 @@ def decode_event(data_json: bytes | str) -> AnyEvent:
     return to_event(document.get("event_type", ""), document.get("schema_version", 1), document)
 
 
+class ChainLink(NamedTuple):
+    event: PendingEvent
+    version: int
+    hash: bytes
+    canonical: bytes  # the bytes hashed; stored beside the event so verifiers need not rebuild them
+
+
+def chain_links(
+    header: StreamHeader,
+    expected_version: int,
+    head_hash: bytes,
+    pending: Sequence[PendingEvent],
+    metadata: EventMetadata,
+    recorded_at_us: int,
+) -> list[ChainLink]:
+    """Version, hash and canonical bytes of each pending event, continuing the stream's chain."""
+    metadata_doc = msgspec.to_builtins(metadata)
+    links = []
+    previous = head_hash
+    for offset, item in enumerate(pending, start=1):
+        version = expected_version + offset
+        canonical = canonical_bytes(
+            stream_id=header.stream_id,
+            stream_version=version,
+            event_id=item.event_id,
+            event_type=item.event_type,
+            schema_version=item.schema_version,
+            recorded_at_us=recorded_at_us,
+            data=item.data,
+            metadata=metadata_doc,
+        )
+        previous = chain_hash(previous, canonical)
+        links.append(ChainLink(item, version, previous, canonical))
+    return links
+
+
 def chain_events(
     header: StreamHeader,
     expected_version: int,
@@ -183,26 +219,8 @@ def chain_events(
     recorded_at_us: int,
 ) -> list[tuple[PendingEvent, int, bytes]]:
     """(event, stream_version, hash) for each pending event, continuing the stream's chain."""
-    metadata_doc = msgspec.to_builtins(metadata)
-    chained = []
-    previous = head_hash
-    for offset, item in enumerate(pending, start=1):
-        version = expected_version + offset
-        previous = chain_hash(
-            previous,
-            canonical_bytes(
-                stream_id=header.stream_id,
-                stream_version=version,
-                event_id=item.event_id,
-                event_type=item.event_type,
-                schema_version=item.schema_version,
-                recorded_at_us=recorded_at_us,
-                data=item.data,
-                metadata=metadata_doc,
-            ),
-        )
-        chained.append((item, version, previous))
-    return chained
+    links = chain_links(header, expected_version, head_hash, pending, metadata, recorded_at_us)
+    return [(link.event, link.version, link.hash) for link in links]
 
 
 class StreamHead(msgspec.Struct, frozen=True, kw_only=True):

@@ -28,7 +28,7 @@ from service.store.base import (
     StreamHead,
     StreamHeader,
     WrongExpectedVersion,
-    chain_events,
+    chain_links,
 )
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -61,10 +61,11 @@ WHERE stream_id = $1 AND version = $2
 SQL_LOCK_AND_READ_HEAD = "SELECT version, head_hash, snapshot::text FROM ledger_lock_and_read_stream($1, $2)"
 SQL_INSERT_EVENTS = """
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
-                    recorded_at, hash)
-SELECT $1, u.version, u.event_id, u.event_type, u.schema_version, u.data::jsonb, $7::jsonb, $8, u.hash
-FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $9::bytea[])
-     AS u(version, event_id, event_type, schema_version, data, hash)
+                    recorded_at, hash, canonical)
+SELECT $1, u.version, u.event_id, u.event_type, u.schema_version, u.data::jsonb, $7::jsonb, $8, u.hash,
+       u.canonical
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $9::bytea[], $10::bytea[])
+     AS u(version, event_id, event_type, schema_version, data, hash, canonical)
 RETURNING position, tx_id, stream_version
 """
 SQL_FIND_IDEMPOTENCY = """
@@ -162,22 +163,23 @@ class PostgresSession:
     ) -> list[RecordedEvent]:
         if head_hash is None:
             head_hash = await self._head_hash(header.stream_id, expected_version)
-        chained = chain_events(header, expected_version, head_hash, events, metadata, recorded_at_us)
-        new_version, new_head = chained[-1][1], chained[-1][2]
+        links = chain_links(header, expected_version, head_hash, events, metadata, recorded_at_us)
+        new_version, new_head = links[-1].version, links[-1].hash
         await self._advance(header, expected_version, new_version, new_head, snapshot)
         recorded_at = to_timestamp(recorded_at_us)
         metadata_json = msgspec.json.encode(metadata).decode()
         rows = await self.conn.fetch(
             SQL_INSERT_EVENTS,
             header.stream_id,
-            [version for _, version, _ in chained],
-            [item.event_id for item, _, _ in chained],
-            [item.event_type for item, _, _ in chained],
-            [item.schema_version for item, _, _ in chained],
-            [item.data_json.decode() for item, _, _ in chained],
+            [link.version for link in links],
+            [link.event.event_id for link in links],
+            [link.event.event_type for link in links],
+            [link.event.schema_version for link in links],
+            [link.event.data_json.decode() for link in links],
             metadata_json,
             recorded_at,
-            [digest for _, _, digest in chained],
+            [link.hash for link in links],
+            [link.canonical for link in links],
         )
         placed = {row["stream_version"]: (row["position"], row["tx_id"]) for row in rows}
         metadata_doc = msgspec.to_builtins(metadata)
@@ -195,7 +197,7 @@ class PostgresSession:
                 recorded_at_us=recorded_at_us,
                 hash=digest,
             )
-            for item, version, digest in chained
+            for item, version, digest, _ in links
         ]
         try:
             self.rows = await apply_all(self.conn, recorded)

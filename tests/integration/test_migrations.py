@@ -17,6 +17,7 @@ MIGRATIONS = [
     "0003_api_keys_and_events.sql",
     "0004_stream_snapshots.sql",
     "0005_service_role.sql",
+    "0006_event_canonical_bytes.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
@@ -76,6 +77,7 @@ events.data jsonb NOT NULL
 events.metadata jsonb NOT NULL
 events.recorded_at timestamp_with_time_zone NOT NULL
 events.hash bytea NOT NULL
+events.canonical bytea NULL
 idempotency_keys.account text NOT NULL
 idempotency_keys.livemode boolean NOT NULL
 idempotency_keys.key text NOT NULL
