@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
 import string
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from service.errors import StripeError
+from service.ids import random_token
 
 KEY_ALPHABET = string.ascii_letters + string.digits
 PREFIX_LENGTH = 16  # "sk_test_" + 8 characters: enough to name a key, useless to an attacker
@@ -41,7 +41,7 @@ def hash_secret(secret: str) -> bytes:
 
 def new_secret(livemode: bool) -> str:
     mode = "live" if livemode else "test"
-    return f"sk_{mode}_" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(40))
+    return f"sk_{mode}_" + random_token(40, KEY_ALPHABET)
 
 
 def masked(secret: str) -> str:
@@ -51,7 +51,7 @@ def masked(secret: str) -> str:
 async def create_key(conn: asyncpg.Connection, account: str, livemode: bool) -> tuple[str, str]:
     """Create a key; return (key id, secret). The secret is not stored anywhere."""
     secret = new_secret(livemode)
-    key_id = "key_" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(16))
+    key_id = "key_" + random_token(16, KEY_ALPHABET)
     await conn.execute(
         "INSERT INTO api_keys (id, account, livemode, prefix, secret_hash) VALUES ($1, $2, $3, $4, $5)",
         key_id,

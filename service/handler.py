@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import secrets
-import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +35,7 @@ from domain.customer import (
 )
 from domain.errors import DomainError, InvalidParameter, ResourceMissing
 from domain.validation import validate
+from service.ids import random_token
 from service.store.base import (
     DuplicateKey,
     EventMetadata,
@@ -50,11 +49,10 @@ from service.store.base import (
 )
 
 MAX_ATTEMPTS = 8
-ID_ALPHABET = string.ascii_letters + string.digits
 
 
 def new_id(prefix: str, length: int) -> str:
-    return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(length))
+    return prefix + random_token(length)
 
 
 class IdempotencyConflict(Exception):
@@ -160,7 +158,7 @@ class Loaded:
 async def load_state(session: StoreSession, command: AnyCommand) -> Loaded:
     """Serialize on the stream, then its state: the stored snapshot when it is current, else the fold
     of its events. UpdateBalanceTransaction needs the one transaction's history, so it folds."""
-    head = await session.lock_and_read_head(f"stream:{command.customer_id}", command.customer_id)
+    head = await session.lock_and_read_head(stream_lock_key(command.customer_id), command.customer_id)
     if head is None:
         initial: Any = (
             BalanceTransactionState(transaction_id=command.transaction_id)
@@ -313,7 +311,7 @@ async def execute_attempt(
 ) -> Outcome:
     async with store.session() as session:
         if idempotency is not None:
-            replay = await find_replay(session, context, idempotency)
+            replay = await find_replay(session, context, idempotency, executable)
             if replay is not None:
                 return replay
         try:
@@ -334,8 +332,22 @@ async def execute_attempt(
     raise rejected  # recorded under the key and committed; now surface it
 
 
+def stream_lock_key(customer_id: str) -> str:
+    return f"stream:{customer_id}"
+
+
+def stream_known_up_front(executable: Executable) -> tuple[str, str] | None:
+    """(lock key, stream) of a command that will lock its stream right after the idempotency key.
+    Not for commands that resolve an external_id first: they take that lock before the stream's."""
+    if isinstance(executable, UpsertCustomer):
+        return None
+    if isinstance(executable, UpdateCustomer) and isinstance(executable.patch.external_id, str):
+        return None
+    return stream_lock_key(executable.customer_id), executable.customer_id
+
+
 async def find_replay(
-    session: StoreSession, context: RequestContext, idempotency: IdempotencyRequest
+    session: StoreSession, context: RequestContext, idempotency: IdempotencyRequest, executable: Executable
 ) -> Outcome | None:
     # Concurrent requests with one key queue here; the later ones then replay the first's result.
     record = await session.lock_and_find_idempotency(
@@ -343,6 +355,7 @@ async def find_replay(
         context.account,
         context.livemode,
         idempotency.key,
+        then_stream=stream_known_up_front(executable),
     )
     if record is None:
         return None

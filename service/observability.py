@@ -4,7 +4,6 @@ request ids, and the Prometheus metrics of one app."""
 from __future__ import annotations
 
 import logging
-import secrets
 import string
 import sys
 import time
@@ -14,6 +13,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from service.ids import random_token
 
 REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
 _configured = False
@@ -42,7 +43,7 @@ def configure_logging(level: str = "info") -> None:
 
 
 def new_request_id() -> str:
-    return "req_" + "".join(secrets.choice(REQUEST_ID_ALPHABET) for _ in range(14))
+    return "req_" + random_token(14, REQUEST_ID_ALPHABET)
 
 
 class Metrics:

@@ -260,9 +260,17 @@ class StoreSession(Protocol):
     async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None: ...
 
     async def lock_and_find_idempotency(
-        self, lock_key: str, account: str, livemode: bool, key: str
+        self,
+        lock_key: str,
+        account: str,
+        livemode: bool,
+        key: str,
+        *,
+        then_stream: tuple[str, str] | None = None,
     ) -> IdempotencyRecord | None:
-        """`lock(lock_key)`, then the key's record as committed by the previous lock holder."""
+        """`lock(lock_key)`, then the key's record as committed by the previous lock holder. With
+        `then_stream=(lock_key, stream_id)` and no record found, a store may also do that stream's
+        `lock_and_read_head` now (one round trip for both); the session's later call returns it."""
 
     async def save_idempotency(self, record: IdempotencyRecord) -> None: ...
 

@@ -134,7 +134,13 @@ class MemorySession:
         return self.new_idempotency.get(scope) or self.committed.idempotency.get(scope)
 
     async def lock_and_find_idempotency(
-        self, lock_key: str, account: str, livemode: bool, key: str
+        self,
+        lock_key: str,
+        account: str,
+        livemode: bool,
+        key: str,
+        *,
+        then_stream: tuple[str, str] | None = None,  # sessions are serialized: nothing to prefetch
     ) -> IdempotencyRecord | None:
         return await self.find_idempotency(account, livemode, key)
 

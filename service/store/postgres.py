@@ -49,25 +49,40 @@ WHERE (tx_id, position) > ($1, $2)
 ORDER BY tx_id, position
 LIMIT $3
 """
-SQL_CREATE_STREAM = """
-INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash, snapshot)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
-ON CONFLICT (stream_id) DO NOTHING
-"""
-SQL_ADVANCE_STREAM = """
-UPDATE streams SET version = $3, head_hash = $4, snapshot = $5::jsonb, updated_at = now()
-WHERE stream_id = $1 AND version = $2
-"""
-SQL_LOCK_AND_READ_HEAD = "SELECT version, head_hash, snapshot::text FROM ledger_lock_and_read_stream($1, $2)"
-SQL_INSERT_EVENTS = """
+# Appending is one statement: the stream's version check (create, or advance from the expected
+# version) is a data-modifying CTE, and the events are inserted only if it took effect; no row back
+# means the stream moved (WrongExpectedVersion). The check is still the transaction's first write, so
+# its transaction id is assigned after everything it read.
+INSERT_EVENTS = """
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
                     recorded_at, hash, canonical)
 SELECT $1, u.version, u.event_id, u.event_type, u.schema_version, u.data::jsonb, $7::jsonb, $8, u.hash,
        u.canonical
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $9::bytea[], $10::bytea[])
      AS u(version, event_id, event_type, schema_version, data, hash, canonical)
+WHERE EXISTS (SELECT FROM head)
 RETURNING position, tx_id, stream_version
 """
+SQL_APPEND_NEW_STREAM = (
+    """
+WITH head AS (
+    INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash, snapshot)
+    VALUES ($1, $11, $12, $13, $14, $15, $16::jsonb)
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING 1
+)"""
+    + INSERT_EVENTS
+)
+SQL_APPEND_TO_STREAM = (
+    """
+WITH head AS (
+    UPDATE streams SET version = $12, head_hash = $13, snapshot = $14::jsonb, updated_at = now()
+    WHERE stream_id = $1 AND version = $11
+    RETURNING 1
+)"""
+    + INSERT_EVENTS
+)
+SQL_LOCK_AND_READ_HEAD = "SELECT version, head_hash, snapshot::text FROM ledger_lock_and_read_stream($1, $2)"
 SQL_FIND_IDEMPOTENCY = """
 SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
 FROM idempotency_keys WHERE account = $1 AND livemode = $2 AND key = $3
@@ -75,6 +90,11 @@ FROM idempotency_keys WHERE account = $1 AND livemode = $2 AND key = $3
 SQL_LOCK_AND_FIND_IDEMPOTENCY = """
 SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
 FROM ledger_lock_and_find_idempotency($1, $2, $3, $4)
+"""
+SQL_BEGIN_COMMAND = """
+SELECT record_found, method, path, params_hash, params, status, response, request_id,
+       stream_locked, version, head_hash, snapshot
+FROM ledger_begin_command($1, $2, $3, $4, $5, $6)
 """
 SQL_SAVE_IDEMPOTENCY = """
 INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
@@ -117,6 +137,17 @@ def row_to_event(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+def head_of(row: asyncpg.Record | None) -> StreamHead | None:
+    if row is None:
+        return None
+    snapshot = row["snapshot"]
+    return StreamHead(
+        version=row["version"],
+        head_hash=bytes(row["head_hash"]),
+        snapshot=snapshot.encode() if snapshot is not None else None,
+    )
+
+
 def record_of(row: asyncpg.Record | None) -> IdempotencyRecord | None:
     if row is None:
         return None
@@ -131,6 +162,8 @@ class PostgresSession:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self.rows: Rows = {}  # what the inline projections wrote for the last append
+        # Heads read (and locked) by lock_and_find_idempotency(then_stream=...); None = no stream yet.
+        self.locked_heads: dict[tuple[str, str], StreamHead | None] = {}
 
     async def lock(self, key: str) -> None:
         # Advisory locks take no transaction id, so the first real write still fixes the xid.
@@ -140,15 +173,9 @@ class PostgresSession:
         return [row_to_event(row) for row in await self.conn.fetch(SQL_LOAD, stream_id)]
 
     async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
-        row = await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id)
-        if row is None:
-            return None
-        snapshot = row["snapshot"]
-        return StreamHead(
-            version=row["version"],
-            head_hash=bytes(row["head_hash"]),
-            snapshot=snapshot.encode() if snapshot is not None else None,
-        )
+        if (lock_key, stream_id) in self.locked_heads:  # locked and read in this transaction already
+            return self.locked_heads.pop((lock_key, stream_id))
+        return head_of(await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id))
 
     async def append(
         self,
@@ -165,22 +192,30 @@ class PostgresSession:
             head_hash = await self._head_hash(header.stream_id, expected_version)
         links = chain_links(header, expected_version, head_hash, events, metadata, recorded_at_us)
         new_version, new_head = links[-1].version, links[-1].hash
-        await self._advance(header, expected_version, new_version, new_head, snapshot)
-        recorded_at = to_timestamp(recorded_at_us)
-        metadata_json = msgspec.json.encode(metadata).decode()
+        snapshot_json = snapshot.decode() if snapshot is not None else None
+        head: tuple[Any, ...]
+        if expected_version == 0:
+            sql = SQL_APPEND_NEW_STREAM
+            head = (header.stream_type, header.account, header.livemode, new_version, new_head, snapshot_json)
+        else:
+            sql = SQL_APPEND_TO_STREAM
+            head = (expected_version, new_version, new_head, snapshot_json)
         rows = await self.conn.fetch(
-            SQL_INSERT_EVENTS,
+            sql,
             header.stream_id,
             [link.version for link in links],
             [link.event.event_id for link in links],
             [link.event.event_type for link in links],
             [link.event.schema_version for link in links],
             [link.event.data_json.decode() for link in links],
-            metadata_json,
-            recorded_at,
+            msgspec.json.encode(metadata).decode(),
+            to_timestamp(recorded_at_us),
             [link.hash for link in links],
             [link.canonical for link in links],
+            *head,
         )
+        if not rows:
+            raise WrongExpectedVersion(header.stream_id, expected_version)
         placed = {row["stream_version"]: (row["position"], row["tx_id"]) for row in rows}
         metadata_doc = msgspec.to_builtins(metadata)
         recorded = [
@@ -217,36 +252,38 @@ class PostgresSession:
             raise WrongExpectedVersion(stream_id, expected_version)
         return bytes(head)
 
-    async def _advance(
-        self, header: StreamHeader, expected: int, new_version: int, new_head: bytes, snapshot: bytes | None
-    ) -> None:
-        snapshot_json = snapshot.decode() if snapshot is not None else None
-        if expected == 0:
-            status = await self.conn.execute(
-                SQL_CREATE_STREAM,
-                header.stream_id,
-                header.stream_type,
-                header.account,
-                header.livemode,
-                new_version,
-                new_head,
-                snapshot_json,
-            )
-        else:
-            status = await self.conn.execute(
-                SQL_ADVANCE_STREAM, header.stream_id, expected, new_version, new_head, snapshot_json
-            )
-        if not status.endswith(" 1"):
-            raise WrongExpectedVersion(header.stream_id, expected)
-
     async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None:
         return record_of(await self.conn.fetchrow(SQL_FIND_IDEMPOTENCY, account, livemode, key))
 
     async def lock_and_find_idempotency(
-        self, lock_key: str, account: str, livemode: bool, key: str
+        self,
+        lock_key: str,
+        account: str,
+        livemode: bool,
+        key: str,
+        *,
+        then_stream: tuple[str, str] | None = None,
     ) -> IdempotencyRecord | None:
-        row = await self.conn.fetchrow(SQL_LOCK_AND_FIND_IDEMPOTENCY, lock_key, account, livemode, key)
-        return record_of(row)
+        if then_stream is None:
+            row = await self.conn.fetchrow(SQL_LOCK_AND_FIND_IDEMPOTENCY, lock_key, account, livemode, key)
+            return record_of(row)
+        row = await self.conn.fetchrow(SQL_BEGIN_COMMAND, lock_key, account, livemode, key, *then_stream)
+        if row["stream_locked"]:
+            self.locked_heads[then_stream] = head_of(row) if row["version"] is not None else None
+        if not row["record_found"]:
+            return None
+        return IdempotencyRecord(
+            account=account,
+            livemode=livemode,
+            key=key,
+            method=row["method"],
+            path=row["path"],
+            params_hash=bytes(row["params_hash"]),
+            params=msgspec.json.decode(row["params"]),
+            status=row["status"],
+            response=bytes(row["response"]),
+            request_id=row["request_id"],
+        )
 
     async def row(self, table: str, key: str) -> Any:
         """A projection row this session just wrote, else the stored one (tables: customers,

@@ -18,6 +18,7 @@ MIGRATIONS = [
     "0004_stream_snapshots.sql",
     "0005_service_role.sql",
     "0006_event_canonical_bytes.sql",
+    "0007_begin_command.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
@@ -294,7 +295,12 @@ async def test_migrations_build_exactly_the_expected_schema(empty_db_url: str) -
         assert found["indexes"] == EXPECTED_INDEXES
         assert found["constraints"] == EXPECTED_CONSTRAINTS
         assert found["triggers"] == EXPECTED_TRIGGERS
-        assert found["functions"] == ["events_are_append_only", "ledger_lock_and_find_idempotency", "ledger_lock_and_read_stream"]
+        assert found["functions"] == [
+            "events_are_append_only",
+            "ledger_begin_command",
+            "ledger_lock_and_find_idempotency",
+            "ledger_lock_and_read_stream",
+        ]
         assert found["other"] == [("events_position_seq", "S")]  # the identity's sequence, nothing else
         assert await applied(conn) == [(m.name, m.checksum) for m in bundled_migrations()]
         assert await table_grants(conn) == {"ledger_service": EXPECTED_SERVICE_GRANTS}
