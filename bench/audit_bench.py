@@ -65,7 +65,7 @@ from service.audit import (
 )
 from service.migrate import apply_migrations
 from service.rebuild import rebuild
-from service.store.base import GENESIS_HASH, EventMetadata, StreamHeader, chain_events, prepare
+from service.store.base import GENESIS_HASH, EventMetadata, StreamHeader, chain_links, prepare
 from service.store.postgres import to_timestamp
 
 T = TypeVar("T")
@@ -83,6 +83,7 @@ EVENT_COLUMNS = [
     "metadata",
     "recorded_at",
     "hash",
+    "canonical",
 ]
 BURN_XIDS = """
 CREATE OR REPLACE PROCEDURE bench_burn_xids(n bigint) LANGUAGE plpgsql AS $$
@@ -205,7 +206,7 @@ async def generate(conn: asyncpg.Connection, events: int, per_customer: int, see
                 idempotency_key=rng.choice([None, ident(rng, "", 32)]),
                 api_key_id="key_bench",
             )
-            [(item, version, digest)] = chain_events(
+            [(item, version, digest, canonical)] = chain_links(
                 header, customer.version, customer.head, [pending], metadata, at_us
             )
             customer.version, customer.head = version, digest
@@ -221,6 +222,7 @@ async def generate(conn: asyncpg.Connection, events: int, per_customer: int, see
                     asyncpg_json(metadata),
                     to_timestamp(at_us),
                     digest,
+                    canonical,
                 )
             )
             written += 1
@@ -313,7 +315,7 @@ async def run(args: argparse.Namespace) -> int:
                             pool.acquire() as c,
                             c.transaction(isolation="repeatable_read", readonly=True),
                         ):
-                            return await check_chains(c, pool=pool, workers=count)
+                            return await check_chains(c, workers=count)
 
                     for attempt in range(args.repeat):
                         result, _ = await timed(f"chains, {count} reader(s) #{attempt + 1}", n, chains)

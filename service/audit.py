@@ -7,7 +7,10 @@ reordered or inserted.
   1, 2, 3, ... with no gap, and every stored hash equals sha256(stored hash of the previous event ||
   canonical bytes of this one) (genesis: 32 zero bytes; see service/store/base.py). Each link is checked
   against the *stored* previous hash, so one altered event breaks exactly its own link and is named alone.
-  In the same snapshot: every stream row's `version` and `head_hash` match its last event, and every
+  Set-based in the server from the stored canonical bytes (`events.canonical`, migration 0006), plus a
+  proof that every event's columns agree with those bytes; only streams that fail either, or that hold
+  events without canonical bytes, are walked row by row in Python (see `check_chains`). In the same
+  snapshot: every stream row's `version` and `head_hash` match its last event, and every
   event has a stream row.
 * **invariants** - ledger invariants in SQL, in the same snapshot, on the balance ledger and on the log
   itself: balance = sum of the customer's entries = the last entry's ending_balance; every entry's
@@ -58,6 +61,7 @@ import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Protocol
 
@@ -198,13 +202,41 @@ class VerifyReport:
 # ---------------------------------------------------------------------------------------------------
 
 # recorded_at_us computed by the server (numeric arithmetic, exact): much cheaper than datetimes here.
-SQL_CHAIN_ROWS = """
-SELECT stream_id, stream_version, event_id, event_type, schema_version,
-       (extract(epoch FROM recorded_at) * 1000000)::bigint, data::text, metadata::text, hash
-FROM events {where} ORDER BY stream_id, stream_version
+RECORDED_US = "(extract(epoch FROM recorded_at) * 1000000)::bigint"
+SQL_CHAIN_ROWS = f"""
+SELECT stream_id, stream_version, event_id, event_type, schema_version, {RECORDED_US},
+       data::text, metadata::text, hash, canonical
+FROM events WHERE $1::text[] IS NULL OR stream_id = ANY ($1::text[]) ORDER BY stream_id, stream_version
 """
-# Split points for parallel chain checks (any points will do: the ranges cover every stream_id).
-SQL_STREAM_SPLITS = "SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY stream_id) FROM streams"
+SQL_CHAIN_COUNTS = "SELECT count(*), count(*) FILTER (WHERE stream_version = 1) FROM events"
+# The set-based checks below rely on (stream_id, stream_version) being unique; without that key (a
+# superuser could drop it), every stream is walked row by row instead.
+SQL_CHAIN_KEY_HOLDS = """
+SELECT EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conrelid = 'events'::regclass AND contype = 'p'
+                 AND pg_get_constraintdef(oid) = 'PRIMARY KEY (stream_id, stream_version)')
+"""
+# Links, set-based, from the stored canonical bytes: a parallel hash join of each event with its
+# predecessor and sha256 in the server. Returns the streams that need the row-by-row walk: a link
+# that does not hash, a missing predecessor, or an event without canonical bytes (appended before
+# migration 0006).
+SQL_CHAIN_LINKS = """
+SELECT e.stream_id FROM events e
+LEFT JOIN events p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1
+WHERE e.canonical IS NULL
+   OR (p.stream_id IS NULL AND e.stream_version <> 1)
+   OR sha256(coalesce(p.hash, '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+             || e.canonical) IS DISTINCT FROM e.hash
+"""
+# The columns agree with the canonical bytes the chain hashes (parsed as JSON by the server and compared
+# as jsonb: the same documents, whatever the key order; numbers compare by value, so 1 and 1.0 are
+# equal here). Streams with a disagreeing event need the row-by-row walk, which names it.
+SQL_CHAIN_COLUMNS = f"""
+SELECT stream_id FROM events
+WHERE canonical IS NOT NULL
+  AND convert_from(canonical, 'UTF8')::jsonb IS DISTINCT FROM jsonb_build_array(
+      stream_id, stream_version, event_id, event_type, schema_version, {RECORDED_US}, data, metadata)
+"""
 SQL_STREAM_HEADS = """
 SELECT s.stream_id, s.version, s.head_hash, e.max_version, h.hash AS last_hash
 FROM streams s
@@ -230,8 +262,9 @@ def hex_or_none(value: bytes | None) -> str | None:
 
 
 class ChainWalker:
-    """Checks links in (stream_id, stream_version) order, one row at a time; keeps only the current
-    stream's position. Each link is checked against the stored previous hash."""
+    """Checks links in (stream_id, stream_version) order, one row at a time, rebuilding each event's
+    canonical bytes from its columns; keeps only the current stream's position. Each link is checked
+    against the stored previous hash. Also names stored canonical bytes that are not the event's."""
 
     def __init__(self, result: CheckResult, limit: int) -> None:
         self.result = result
@@ -241,6 +274,7 @@ class ChainWalker:
         self.previous = GENESIS_HASH
         self.events = 0
         self.streams = 0
+        self.firsts = 0  # events at version 1
 
     def feed(self, rows: Iterable[Any]) -> None:
         canonical, decode, sha256 = _canonical, _decode, hashlib.sha256
@@ -256,28 +290,29 @@ class ChainWalker:
             data,
             metadata,
             stored,
+            stored_canonical,
         ) in rows:
             count += 1
             if stream_id != stream:
                 stream, expected_version, previous = stream_id, 1, GENESIS_HASH
                 self.streams += 1
+            if version == 1:
+                self.firsts += 1
             if version != expected_version:
                 self.version_problem(stream_id, version, expected_version, event_id)
-            computed = sha256(
-                previous
-                + canonical(
-                    [
-                        stream_id,
-                        version,
-                        event_id,
-                        event_type,
-                        schema_version,
-                        recorded_us,
-                        decode(data),
-                        decode(metadata),
-                    ]
-                )
-            ).digest()
+            rebuilt = canonical(
+                [
+                    stream_id,
+                    version,
+                    event_id,
+                    event_type,
+                    schema_version,
+                    recorded_us,
+                    decode(data),
+                    decode(metadata),
+                ]
+            )
+            computed = sha256(previous + rebuilt).digest()
             if computed != stored:
                 self.result.add(
                     Problem(
@@ -290,6 +325,22 @@ class ChainWalker:
                         event_id=event_id,
                         expected=computed.hex(),
                         found=bytes(stored).hex(),
+                    ),
+                    self.limit,
+                )
+            elif stored_canonical is not None and bytes(stored_canonical) != rebuilt:
+                self.result.add(
+                    Problem(
+                        "chains",
+                        "canonical_mismatch",
+                        f"stream {stream_id} version {version} (event {event_id}): the stored canonical "
+                        "bytes are not the event's (its columns hash correctly; the canonical column was "
+                        "altered)",
+                        stream_id=stream_id,
+                        version=version,
+                        event_id=event_id,
+                        expected=sha256(rebuilt).hexdigest(),
+                        found=sha256(bytes(stored_canonical)).hexdigest(),
                     ),
                     self.limit,
                 )
@@ -320,87 +371,104 @@ class ChainWalker:
                 expected=expected,
                 found=version,
             ),
-            self.limit,
+            limit=self.limit,
         )
+
+
+@asynccontextmanager
+async def local_settings(conn: asyncpg.Connection, settings: Mapping[str, str]) -> AsyncIterator[None]:
+    """Planner settings changed inside the block only (the enclosing transaction goes on with the
+    previous values)."""
+    previous = {name: await conn.fetchval("SELECT current_setting($1)", name) for name in settings}
+    for name, value in settings.items():
+        await conn.execute("SELECT set_config($1, $2, true)", name, value)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            await conn.execute("SELECT set_config($1, $2, true)", name, value)
 
 
 async def check_chains(
     conn: asyncpg.Connection,
     *,
-    pool: asyncpg.Pool | None = None,
     workers: int = 1,
     limit: int = DEFAULT_LIMIT,
     progress: Progress | None = None,
     batch: int = CHAIN_BATCH,
 ) -> CheckResult:
-    """Every link, every version. Call inside a REPEATABLE READ transaction on `conn`. With a `pool` and
-    `workers` > 1, the stream ids are split into that many ranges, read in parallel by connections that
-    import `conn`'s snapshot (pg_export_snapshot), so the result is exactly that of one snapshot; the
-    hashing is pipelined with the reads (the server produces the next batch meanwhile)."""
+    """Every link, every version. Call inside a REPEATABLE READ transaction on `conn`.
+
+    Fast path, set-based in the server, `workers` processes (the session plus workers - 1 parallel
+    workers): (1) **links**: sha256(stored hash of the predecessor || stored canonical bytes) = stored
+    hash for every event, and every event above version 1 has its predecessor; (2) **columns**: the
+    stored canonical bytes are exactly the event's columns (stream, version, id, type, schema version,
+    recording time, data, metadata). A stream that fails either, or has events without canonical bytes
+    (appended before migration 0006), is then walked row by row in Python, rebuilding every event's
+    canonical bytes from its columns (`ChainWalker`), which names each problem exactly as before.
+    Timings of the phases are in the stats (links_seconds, columns_seconds, walk_seconds)."""
     started = time.monotonic()
-    total: int = await conn.fetchval("SELECT count(*) FROM events")
-    bounds: list[str | None] = [None, None]
-    if pool is not None and workers > 1 and total >= 4 * batch:
-        fractions = [index / workers for index in range(1, workers)]
-        points = await conn.fetchval(SQL_STREAM_SPLITS, fractions) or []
-        bounds = [None, *sorted({point for point in points if point is not None}), None]
-    walkers = [ChainWalker(CheckResult("chains"), limit) for _ in bounds[1:]]
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-chains")
-
-    def report() -> None:
-        if progress is not None:
-            progress("chains", sum(walker.events for walker in walkers), total)
-
-    async def scan(
-        connection: asyncpg.Connection, low: str | None, high: str | None, walker: ChainWalker
-    ) -> None:
-        conditions, arguments = [], []
-        for value, operator in ((low, ">="), (high, "<")):
-            if value is not None:
-                arguments.append(value)
-                conditions.append(f"stream_id {operator} ${len(arguments)}")
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        cursor = await connection.cursor(SQL_CHAIN_ROWS.format(where=where), *arguments)
+    total, firsts = await conn.fetchrow(SQL_CHAIN_COUNTS)
+    walker = ChainWalker(CheckResult("chains"), limit)
+    stats: dict[str, Any] = {}
+    suspects: set[str] | None = set()  # None: walk everything
+    if total and await conn.fetchval(SQL_CHAIN_KEY_HOLDS):
+        settings = {
+            "max_parallel_workers_per_gather": str(max(workers - 1, 0)),
+            "work_mem": "128MB",
+            "enable_nestloop": "off",  # a hash join: no index probe per event
+            # the planner does not know that the per-row work (sha256, a JSON parse) dwarfs the scan
+            "parallel_setup_cost": "0",
+            "parallel_tuple_cost": "0",
+        }
+        async with local_settings(conn, settings):
+            phase = time.monotonic()
+            rows = await conn.fetch(SQL_CHAIN_LINKS)
+            assert suspects is not None
+            suspects.update(row[0] for row in rows)
+            stats["links_seconds"] = round(time.monotonic() - phase, 3)
+            if progress is not None:
+                progress("chains", total // 2, total)
+            phase = time.monotonic()
+            try:
+                async with conn.transaction():  # a savepoint: bytes that are not JSON fail the statement
+                    rows = await conn.fetch(SQL_CHAIN_COLUMNS)
+                suspects.update(row[0] for row in rows)
+            except asyncpg.DataError:  # invalid UTF-8 or JSON (class 22)
+                suspects = None
+            stats["columns_seconds"] = round(time.monotonic() - phase, 3)
+    elif total:
+        suspects = None
+    phase = time.monotonic()
+    if suspects is None or suspects:
+        streams = None if suspects is None else sorted(suspects)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-chains")
         loop = asyncio.get_running_loop()
-        pending = asyncio.ensure_future(cursor.fetch(batch))
-        while True:
-            rows = await pending
-            if not rows:
-                break
+        try:
+            cursor = await conn.cursor(SQL_CHAIN_ROWS, streams)
             pending = asyncio.ensure_future(cursor.fetch(batch))
-            await loop.run_in_executor(executor, walker.feed, rows)
-            report()
-
-    async def scan_in_snapshot(snapshot: str, low: str | None, high: str | None, walker: ChainWalker) -> None:
-        assert pool is not None
-        async with (
-            pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            await connection.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            await scan(connection, low, high, walker)
-
-    try:
-        ranges = list(zip(bounds[:-1], bounds[1:], walkers, strict=True))
-        if len(ranges) == 1:
-            await scan(conn, None, None, walkers[0])
-        else:
-            snapshot: str = await conn.fetchval("SELECT pg_export_snapshot()")
-            await asyncio.gather(
-                *(scan_in_snapshot(snapshot, low, high, walker) for low, high, walker in ranges)
-            )
-    finally:
-        executor.shutdown(wait=True)
-    result = CheckResult("chains")
-    for walker in walkers:  # ranges in stream_id order: problems stay in (stream, version) order
-        for problem in walker.result.problems:
-            result.add(problem, limit)
-        result.truncated = result.truncated or walker.result.truncated
-        result.ok = result.ok and walker.result.ok
+            while True:  # pipelined: the server produces the next batch while this one is hashed
+                rows = await pending
+                if not rows:
+                    break
+                pending = asyncio.ensure_future(cursor.fetch(batch))
+                await loop.run_in_executor(executor, walker.feed, rows)
+                if progress is not None and suspects is None:
+                    progress("chains", walker.events, total)
+        finally:
+            executor.shutdown(wait=True)
+    stats["walk_seconds"] = round(time.monotonic() - phase, 3)
+    if progress is not None:
+        progress("chains", total, total)
+    result = walker.result
+    # Streams not walked passed every check: each has exactly one event at version 1.
+    walked_firsts = walker.firsts if suspects is not None else firsts
     result.stats = {
-        "events": sum(walker.events for walker in walkers),
-        "streams": sum(walker.streams for walker in walkers),
-        "workers": len(walkers),
+        "events": total,
+        "streams": firsts - walked_firsts + walker.streams,
+        "workers": workers,
+        "walked_streams": walker.streams,
+        **stats,
     }
     result.seconds = time.monotonic() - started
     return result
@@ -983,20 +1051,18 @@ async def verify(
     progress: Progress | None = None,
     workers: int | None = None,
 ) -> VerifyReport:
-    """All checks (see the module doc). `workers`: parallel chain readers (default: one per CPU, at
-    most 4, and at most the pool's size minus one)."""
+    """All checks (see the module doc). `workers`: server processes for the set-based chain checks
+    (default: one per CPU, at most 4; see `check_chains`)."""
     started = time.monotonic()
     report = VerifyReport()
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    workers = max(1, min(workers, pool.get_max_size() - 1))
+    workers = max(1, workers)
     async with pool.acquire() as conn:
         # One snapshot for the chains, the stream heads and the invariants; read-only, so it takes no
         # transaction id and never holds back anyone's gap-safe horizon.
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            report.checks.append(
-                await check_chains(conn, pool=pool, workers=workers, limit=limit, progress=progress)
-            )
+            report.checks.append(await check_chains(conn, workers=workers, limit=limit, progress=progress))
             report.checks.append(await check_stream_heads(conn, limit=limit))
             report.checks.append(await check_invariants(conn, limit=limit))
         if digest is not None:

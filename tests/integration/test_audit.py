@@ -252,7 +252,7 @@ async def test_parallel_chain_check_equals_the_single_reader(pool: asyncpg.Pool)
     results = []
     for workers in (1, 3):
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            results.append(await check_chains(conn, pool=pool, workers=workers, batch=4))
+            results.append(await check_chains(conn, workers=workers, batch=4))
     single, parallel = results
     assert parallel.stats["workers"] == 3
     assert single.ok and parallel.ok
