@@ -80,7 +80,7 @@ from domain.customer import (
 )
 from projections import PROJECTION_TABLES, apply_all
 from projections.objects import render_balance_transaction, render_customer, render_deleted_customer
-from service.store.base import GENESIS_HASH, GlobalCursor, RecordedEvent
+from service.store.base import GENESIS_HASH, GlobalCursor, RecordedEvent, canonical_bytes
 from service.store.postgres import EVENT_COLUMNS, row_to_event, to_microseconds, to_timestamp
 
 
@@ -1096,6 +1096,10 @@ class ExportLine(msgspec.Struct, kw_only=True):
     hash: str
 
 
+# Canonical bytes (service/store/base.py) read for their documents only: data and metadata as raw JSON.
+CanonicalDocuments = tuple[str, int, str, str, int, int, msgspec.Raw, msgspec.Raw]
+
+
 class ImportLine(msgspec.Struct, kw_only=True):
     position: int
     tx_id: int
@@ -1110,9 +1114,17 @@ class ImportLine(msgspec.Struct, kw_only=True):
     hash: str
 
 
+# Each line is built around its documents: the server renders the fields before them (`head`, the
+# same bytes msgspec writes for an ExportLine) and the documents come from the canonical bytes, what
+# the hash covers (no jsonb -> text conversion in the server, ~5 us per event); from the columns only
+# for events appended before migration 0006.
 SQL_EXPORT_BATCH = """
-SELECT position, tx_id, stream_id, stream_version, event_id, event_type, schema_version,
-       (extract(epoch FROM recorded_at) * 1000000)::bigint, data::text, metadata::text, hash
+SELECT '{{"position":' || position || ',"tx_id":' || tx_id || ',"stream_id":' || to_json(stream_id)
+       || ',"stream_version":' || stream_version || ',"event_id":' || to_json(event_id)
+       || ',"event_type":' || to_json(event_type) || ',"schema_version":' || schema_version
+       || ',"recorded_at_us":' || (extract(epoch FROM recorded_at) * 1000000)::bigint || ',"data":' AS head,
+       CASE WHEN canonical IS NULL THEN data::text END, CASE WHEN canonical IS NULL THEN metadata::text END,
+       hash, canonical, tx_id, position
 FROM events
 WHERE (tx_id, position) > ($1, $2) AND tx_id < $3 {filters}
 ORDER BY tx_id, position LIMIT $4
@@ -1151,43 +1163,23 @@ async def export_jsonl(
         extra.append(customer_id)
         filters += f" AND stream_id = ${4 + len(extra)}"
     query = SQL_EXPORT_BATCH.format(filters=filters)
-    encoder = msgspec.json.Encoder()
     running = hashlib.sha256()
     summary = ExportSummary(horizon_tx_id=horizon, filtered=bool(extra))
     cursor = GlobalCursor()
 
+    documents = msgspec.json.Decoder(CanonicalDocuments).decode
+
     def encode(rows: list[Any]) -> bytes:
-        lines = []
-        for (
-            position,
-            tx_id,
-            stream_id,
-            version,
-            event_id,
-            event_type,
-            schema_version,
-            us,
-            data,
-            meta,
-            stored,
-        ) in rows:
-            running.update(stored)
-            lines.append(
-                ExportLine(
-                    position=position,
-                    tx_id=tx_id,
-                    stream_id=stream_id,
-                    stream_version=version,
-                    event_id=event_id,
-                    event_type=event_type,
-                    schema_version=schema_version,
-                    recorded_at_us=us,
-                    data=msgspec.Raw(data),
-                    metadata=msgspec.Raw(meta),
-                    hash=stored.hex(),
-                )
-            )
-        return encoder.encode_lines(lines)
+        parts: list[Any] = []
+        add, update = parts.extend, running.update
+        for head, data, meta, stored, canonical, _, _ in rows:
+            update(stored)
+            if canonical is not None:
+                _, _, _, _, _, _, data, meta = documents(canonical)
+            else:
+                data, meta = data.encode(), meta.encode()
+            add((head.encode(), data, b',"metadata":', meta, b',"hash":"', stored.hex().encode(), b'"}\n'))
+        return b"".join(parts)
 
     # Pipelined: the server produces the next batch while this one is encoded and written.
     pending: asyncio.Future[Any] | None = asyncio.ensure_future(
@@ -1198,13 +1190,13 @@ async def export_jsonl(
             rows = await pending
             pending = None
             if len(rows) == batch:
-                cursor = GlobalCursor(rows[-1][1], rows[-1][0])
+                cursor = GlobalCursor(rows[-1][-2], rows[-1][-1])
                 pending = asyncio.ensure_future(
                     conn.fetch(query, cursor.tx_id, cursor.position, horizon, batch, *extra)
                 )
             if rows:
                 out.write(encode(rows))
-                cursor = GlobalCursor(rows[-1][1], rows[-1][0])
+                cursor = GlobalCursor(rows[-1][-2], rows[-1][-1])
                 summary.events += len(rows)
                 if progress is not None:
                     progress("export", summary.events, None)
@@ -1356,14 +1348,14 @@ def verify_export(
 
 SQL_IMPORT_EVENTS = """
 INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, data,
-                    metadata, recorded_at, hash)
+                    metadata, recorded_at, hash, canonical)
 OVERRIDING SYSTEM VALUE
 SELECT u.position, u.stream_id, u.version, u.event_id, u.event_type, u.schema_version, u.data::jsonb,
-       u.metadata::jsonb, u.recorded_at, u.hash
+       u.metadata::jsonb, u.recorded_at, u.hash, u.canonical
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[],
-            $8::text[], $9::timestamptz[], $10::bytea[])
+            $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[])
      AS u(position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at,
-          hash)
+          hash, canonical)
 RETURNING position, tx_id
 """
 SQL_IMPORT_CREATE_STREAM = """
@@ -1434,6 +1426,21 @@ async def import_jsonl(
     return report
 
 
+def import_canonical(line: ImportLine) -> bytes:
+    """The canonical bytes of an imported event, stored as the append path stores them (verify proves
+    them against the imported hashes)."""
+    return canonical_bytes(
+        stream_id=line.stream_id,
+        stream_version=line.stream_version,
+        event_id=line.event_id,
+        event_type=line.event_type,
+        schema_version=line.schema_version,
+        recorded_at_us=line.recorded_at_us,
+        data=line.data,
+        metadata=line.metadata,
+    )
+
+
 async def _import_transaction(
     conn: asyncpg.Connection, group: list[ImportLine], project: bool, stream_type: str, report: ImportReport
 ) -> None:
@@ -1479,6 +1486,7 @@ async def _import_transaction(
             [encode(line.metadata).decode() for line in group],
             [to_timestamp(line.recorded_at_us) for line in group],
             [bytes.fromhex(line.hash) for line in group],
+            [import_canonical(line) for line in group],
         )
         if project:
             tx_of = {row["position"]: row["tx_id"] for row in rows}

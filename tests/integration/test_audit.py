@@ -35,6 +35,7 @@ from projections.objects import render_balance_transaction, render_customer
 from service.audit import (
     SQL_HORIZON,
     Digest,
+    ExportLine,
     ImportError_,
     balance_at,
     balance_transactions_as_of,
@@ -350,6 +351,15 @@ async def test_export_lines_carry_everything_to_verify_offline(pool: asyncpg.Poo
     }
     order = [(line["tx_id"], line["position"]) for line in lines]
     assert order == sorted(order) and len(set(order)) == len(order)
+    # the server renders part of each line: the bytes are exactly msgspec's encoding of an ExportLine,
+    # and the documents are the stored ones (from the canonical bytes, or the columns without them)
+    for raw in data.splitlines():
+        assert msgspec.json.encode(msgspec.json.decode(raw, type=ExportLine)) == raw
+    documents = {
+        row["event_id"]: (msgspec.json.decode(row["data"]), msgspec.json.decode(row["metadata"]))
+        for row in await pool.fetch("SELECT event_id, data::text, metadata::text FROM events")
+    }
+    assert {line["event_id"]: (line["data"], line["metadata"]) for line in lines} == documents
     stored = {
         row["event_id"]: bytes(row["hash"]).hex()
         for row in await pool.fetch("SELECT event_id, hash FROM events")
@@ -364,6 +374,13 @@ async def test_export_lines_carry_everything_to_verify_offline(pool: asyncpg.Poo
     check = verify_export(data.splitlines(), digest=digest)
     assert check.ok, check.problems
     assert (check.events, check.streams, check.anchored) == (history.events, len(history.customers), 0)
+    # events appended before migration 0006 (no canonical bytes) export the same documents
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        await conn.execute("UPDATE events SET canonical = NULL WHERE stream_version % 2 = 0")
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+    mixed, _ = await export_bytes(pool)
+    assert [msgspec.json.decode(line) for line in mixed.splitlines()] == lines
 
 
 async def test_export_filters(pool: asyncpg.Pool) -> None:
