@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.auth import KeyCache, authenticate
 from service.config import Config
 from service.errors import error_middleware
+from service.group_commit import GroupCommitter
 from service.observability import Metrics, access_middleware, configure_logging
 from service.openapi import openapi_view
 from service.ratelimit import limiter_for, rate_limit_middleware
@@ -94,10 +95,19 @@ def pool_context(config: Config) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(config)
         app["pool"] = pool
-        app["store"] = PostgresEventStore(pool)
+        store = PostgresEventStore(pool)
+        app["store"] = store
+        committer = (
+            GroupCommitter(store, config.group_commit_lanes, app["metrics"])
+            if config.group_commit_lanes
+            else None
+        )
+        app["committer"] = committer
         try:
             yield
         finally:
+            if committer is not None:
+                await committer.close()
             await pool.close()
 
     return context

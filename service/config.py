@@ -40,6 +40,8 @@ class Config:
     # Per API key token bucket (service/ratelimit.py); 0 = off (the default).
     rate_limit_rps: float = 0.0
     rate_limit_burst: int = 0
+    # Group commit (service/group_commit.py): lanes of shared transactions; 0 = one per command.
+    group_commit_lanes: int = 8
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -57,6 +59,7 @@ class Config:
             "synchronous_commit": os.environ.get("LEDGER_SYNCHRONOUS_COMMIT") or "on",
             "rate_limit_rps": env_float("LEDGER_RATE_LIMIT_RPS", 0.0),
             "rate_limit_burst": env_int("LEDGER_RATE_LIMIT_BURST", 0),
+            "group_commit_lanes": env_int("LEDGER_GROUP_COMMIT_LANES", 8),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -69,5 +72,7 @@ class Config:
             )
         if self.rate_limit_rps < 0 or self.rate_limit_burst < 0:
             raise ValueError("LEDGER_RATE_LIMIT_RPS and LEDGER_RATE_LIMIT_BURST must not be negative")
+        if self.group_commit_lanes < 0:
+            raise ValueError("LEDGER_GROUP_COMMIT_LANES must not be negative (0 turns group commit off)")
         if self.pool_acquire_timeout_s <= 0:
             raise ValueError("LEDGER_POOL_TIMEOUT_S must be positive")

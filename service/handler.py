@@ -13,7 +13,7 @@ import hashlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -47,6 +47,9 @@ from service.store.base import (
     WrongExpectedVersion,
     prepare,
 )
+
+if TYPE_CHECKING:
+    from service.group_commit import GroupCommitter
 
 MAX_ATTEMPTS = 8
 
@@ -287,17 +290,25 @@ async def execute(
     idempotency: IdempotencyRequest | None = None,
     respond: Responder | None = None,
     respond_error: ErrorResponder | None = None,
+    committer: GroupCommitter | None = None,
 ) -> Outcome:
     """Run one command to completion. Raises DomainError for a rejected command (after recording it
-    under its idempotency key, as Stripe does for requests that began executing)."""
+    under its idempotency key, as Stripe does for requests that began executing). With a committer,
+    the command may share its transaction with concurrent ones (service/group_commit.py)."""
     validate(executable.create if isinstance(executable, UpsertCustomer) else executable)
     if isinstance(executable, UpsertCustomer):
         validate(executable.update)
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return await execute_attempt(store, executable, context, idempotency, respond, respond_error)
+            result = await execute_attempt(
+                store, executable, context, idempotency, respond, respond_error, committer
+            )
         except (WrongExpectedVersion, DuplicateKey):
             await asyncio.sleep(random.uniform(0, 0.002 * (2**attempt)))
+            continue
+        if isinstance(result, DomainError):
+            raise result  # recorded under its idempotency key and committed; now surface it
+        return result
     raise ConflictRetriesExhausted(f"gave up after {MAX_ATTEMPTS} conflicting attempts")
 
 
@@ -308,28 +319,47 @@ async def execute_attempt(
     idempotency: IdempotencyRequest | None,
     respond: Responder | None,
     respond_error: ErrorResponder | None,
-) -> Outcome:
+    committer: GroupCommitter | None,
+) -> Outcome | DomainError:
+    async def body(session: StoreSession) -> Outcome | DomainError:
+        return await attempt_in(session, executable, context, idempotency, respond, respond_error)
+
+    stream = stream_known_up_front(executable)
+    if committer is not None and stream is not None and context.request_id is not None:
+        result: Outcome | DomainError = await committer.run(stream[1], context.request_id, body)
+        return result
     async with store.session() as session:
-        if idempotency is not None:
-            replay = await find_replay(session, context, idempotency, executable)
-            if replay is not None:
-                return replay
-        try:
-            command, recorded, state = await run_once(session, executable, context, idempotency)
-        except DomainError as error:
-            if idempotency is None or respond_error is None:
-                raise
-            status, body = respond_error(error)
-            await save_record(session, context, idempotency, status, body)
-            rejected = error
-        else:
-            outcome = Outcome(customer_id=command.customer_id, events=recorded, state=state)
-            if respond is not None:
-                outcome.status, outcome.response = await respond(session, outcome)
-            if idempotency is not None:
-                await save_record(session, context, idempotency, outcome.status, outcome.response)
-            return outcome
-    raise rejected  # recorded under the key and committed; now surface it
+        return await body(session)
+
+
+async def attempt_in(
+    session: StoreSession,
+    executable: Executable,
+    context: RequestContext,
+    idempotency: IdempotencyRequest | None,
+    respond: Responder | None,
+    respond_error: ErrorResponder | None,
+) -> Outcome | DomainError:
+    """One attempt inside the given transaction. A rejection recorded under an idempotency key is
+    returned (the record must commit), any other rejection raised."""
+    if idempotency is not None:
+        replay = await find_replay(session, context, idempotency, executable)
+        if replay is not None:
+            return replay
+    try:
+        command, recorded, state = await run_once(session, executable, context, idempotency)
+    except DomainError as error:
+        if idempotency is None or respond_error is None:
+            raise
+        status, body = respond_error(error)
+        await save_record(session, context, idempotency, status, body)
+        return error
+    outcome = Outcome(customer_id=command.customer_id, events=recorded, state=state)
+    if respond is not None:
+        outcome.status, outcome.response = await respond(session, outcome)
+    if idempotency is not None:
+        await save_record(session, context, idempotency, outcome.status, outcome.response)
+    return outcome
 
 
 def stream_lock_key(customer_id: str) -> str:
@@ -340,6 +370,8 @@ def stream_known_up_front(executable: Executable) -> tuple[str, str] | None:
     """(lock key, stream) of a command that will lock its stream right after the idempotency key.
     Not for commands that resolve an external_id first: they take that lock before the stream's."""
     if isinstance(executable, UpsertCustomer):
+        if executable.create.profile.external_id is None:  # resolves to the create, lock-free
+            return stream_lock_key(executable.create.customer_id), executable.create.customer_id
         return None
     if isinstance(executable, UpdateCustomer) and isinstance(executable.patch.external_id, str):
         return None

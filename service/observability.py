@@ -75,6 +75,17 @@ class Metrics:
             "Requests answered from an idempotency record",
             registry=self.registry,
         )
+        self.group_commit_batch = Histogram(
+            "ledger_group_commit_batch_size",
+            "Commands per group-commit transaction",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=self.registry,
+        )
+        self.group_commit_fallbacks = Counter(
+            "ledger_group_commit_fallbacks",
+            "Shared transactions rolled back and re-run one command per transaction",
+            registry=self.registry,
+        )
 
 
 def route_name(request: web.Request) -> str:

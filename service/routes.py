@@ -156,6 +156,7 @@ async def run_command(
         idempotency=idempotency_of(request, payload),
         respond=respond_ok,
         respond_error=domain_error_response,
+        committer=request.app["committer"],
     )
     return respond(outcome, request)
 

@@ -162,6 +162,7 @@ class PostgresSession:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self.rows: Rows = {}  # what the inline projections wrote for the last append
+        self.writes = 0  # writing statements attempted (service/group_commit.py needs to know)
         # Heads read (and locked) by lock_and_find_idempotency(then_stream=...); None = no stream yet.
         self.locked_heads: dict[tuple[str, str], StreamHead | None] = {}
 
@@ -200,6 +201,7 @@ class PostgresSession:
         else:
             sql = SQL_APPEND_TO_STREAM
             head = (expected_version, new_version, new_head, snapshot_json)
+        self.writes += 1
         rows = await self.conn.fetch(
             sql,
             header.stream_id,
@@ -300,6 +302,7 @@ class PostgresSession:
             raise DuplicateKey(str(error)) from error
 
     async def _insert_idempotency(self, record: IdempotencyRecord) -> None:
+        self.writes += 1
         await self.conn.execute(
             SQL_SAVE_IDEMPOTENCY,
             record.account,
