@@ -41,7 +41,7 @@ class Config:
     rate_limit_rps: float = 0.0
     rate_limit_burst: int = 0
     # Group commit (service/group_commit.py): lanes of shared transactions; 0 = one per command.
-    group_commit_lanes: int = 8
+    group_commit_lanes: int = 16
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -59,7 +59,7 @@ class Config:
             "synchronous_commit": os.environ.get("LEDGER_SYNCHRONOUS_COMMIT") or "on",
             "rate_limit_rps": env_float("LEDGER_RATE_LIMIT_RPS", 0.0),
             "rate_limit_burst": env_int("LEDGER_RATE_LIMIT_BURST", 0),
-            "group_commit_lanes": env_int("LEDGER_GROUP_COMMIT_LANES", 8),
+            "group_commit_lanes": env_int("LEDGER_GROUP_COMMIT_LANES", 16),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -68,6 +68,16 @@ class IdempotencyConflict(Exception):
         super().__init__(f"idempotency key {key!r} reused with different parameters: {differences}")
 
 
+@dataclass(frozen=True)
+class Claims:
+    """The locks a command takes before anything else, taken for the whole batch up front."""
+
+    stream_id: str
+    stream_lock_key: str
+    idempotency_lock_key: str | None = None
+    idempotency_scope: tuple[str, bool, str] | None = None
+
+
 class ConflictRetriesExhausted(Exception):
     """Contention did not settle within MAX_ATTEMPTS; the client may retry."""
 
@@ -326,7 +336,15 @@ async def execute_attempt(
 
     stream = stream_known_up_front(executable)
     if committer is not None and stream is not None and context.request_id is not None:
-        result: Outcome | DomainError = await committer.run(stream[1], context.request_id, body)
+        claims = Claims(stream_id=stream[1], stream_lock_key=stream[0])
+        if idempotency is not None:
+            claims = Claims(
+                stream_id=stream[1],
+                stream_lock_key=stream[0],
+                idempotency_lock_key=idempotency_lock_key(context, idempotency.key),
+                idempotency_scope=(context.account, context.livemode, idempotency.key),
+            )
+        result: Outcome | DomainError = await committer.run(claims, context.request_id, body)
         return result
     async with store.session() as session:
         return await body(session)
@@ -366,6 +384,10 @@ def stream_lock_key(customer_id: str) -> str:
     return f"stream:{customer_id}"
 
 
+def idempotency_lock_key(context: RequestContext, key: str) -> str:
+    return f"idempotency:{context.account}:{context.livemode}:{key}"
+
+
 def stream_known_up_front(executable: Executable) -> tuple[str, str] | None:
     """(lock key, stream) of a command that will lock its stream right after the idempotency key.
     Not for commands that resolve an external_id first: they take that lock before the stream's."""
@@ -383,7 +405,7 @@ async def find_replay(
 ) -> Outcome | None:
     # Concurrent requests with one key queue here; the later ones then replay the first's result.
     record = await session.lock_and_find_idempotency(
-        f"idempotency:{context.account}:{context.livemode}:{idempotency.key}",
+        idempotency_lock_key(context, idempotency.key),
         context.account,
         context.livemode,
         idempotency.key,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -96,6 +97,17 @@ SELECT record_found, method, path, params_hash, params, status, response, reques
        stream_locked, version, head_hash, snapshot
 FROM ledger_begin_command($1, $2, $3, $4, $5, $6)
 """
+SQL_BEGIN_BATCH = """
+SELECT kind, account, livemode, key, method, path, params_hash, params, status, response, request_id,
+       stream_id, version, head_hash, snapshot
+FROM ledger_begin_batch($1, $2, $3, $4, $5)
+"""
+SQL_SAVE_IDEMPOTENCY_MANY = """
+INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
+                              request_id)
+SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::jsonb[],
+                     $8::int[], $9::bytea[], $10::text[])
+"""
 SQL_SAVE_IDEMPOTENCY = """
 INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
                               request_id)
@@ -151,16 +163,77 @@ def head_of(row: asyncpg.Record | None) -> StreamHead | None:
 def record_of(row: asyncpg.Record | None) -> IdempotencyRecord | None:
     if row is None:
         return None
-    values: dict[str, Any] = dict(row)
-    values["params"] = msgspec.json.decode(values["params"])
-    values["params_hash"] = bytes(values["params_hash"])
-    values["response"] = bytes(values["response"])
-    return IdempotencyRecord(**values)
+    return IdempotencyRecord(
+        account=row["account"],
+        livemode=row["livemode"],
+        key=row["key"],
+        method=row["method"],
+        path=row["path"],
+        params_hash=bytes(row["params_hash"]),
+        params=msgspec.json.decode(row["params"]),
+        status=row["status"],
+        response=bytes(row["response"]),
+        request_id=row["request_id"],
+    )
+
+
+IdempotencyScope = tuple[str, bool, str]  # account, livemode, key
+
+
+@dataclass
+class BatchState:
+    """What the commands of one group-commit transaction share: the idempotency records and stream
+    heads read (under lock) when it began, updated as each command appends or records, and the
+    idempotency records to insert, in one statement, before it commits."""
+
+    records: dict[IdempotencyScope, IdempotencyRecord | None] = field(default_factory=dict)
+    heads: dict[str, StreamHead | None] = field(default_factory=dict)
+    unsaved: list[IdempotencyRecord] = field(default_factory=list)
+
+    async def begin(
+        self,
+        conn: asyncpg.Connection,
+        lock_keys: list[str],
+        scopes: list[IdempotencyScope],
+        streams: list[str],
+    ) -> None:
+        """Lock every key (one global order), then read the records and heads: one round trip."""
+        rows = await conn.fetch(
+            SQL_BEGIN_BATCH,
+            lock_keys,
+            [scope[0] for scope in scopes],
+            [scope[1] for scope in scopes],
+            [scope[2] for scope in scopes],
+            streams,
+        )
+        self.records = dict.fromkeys(scopes)
+        self.heads = dict.fromkeys(streams)
+        for row in rows:
+            if row["kind"] == "stream":
+                self.heads[row["stream_id"]] = head_of(row)
+            else:
+                self.records[(row["account"], row["livemode"], row["key"])] = record_of(row)
+
+    async def save_records(self, conn: asyncpg.Connection) -> None:
+        if not self.unsaved:
+            return
+        columns = [
+            [getattr(record, name) for record in self.unsaved]
+            for name in ("account", "livemode", "key", "method", "path", "params_hash")
+        ]
+        columns.append([msgspec.json.encode(record.params).decode() for record in self.unsaved])
+        columns.extend(
+            [getattr(record, name) for record in self.unsaved]
+            for name in ("status", "response", "request_id")
+        )
+        await conn.execute(SQL_SAVE_IDEMPOTENCY_MANY, *columns)
+        self.unsaved = []
 
 
 class PostgresSession:
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, batch: BatchState | None = None) -> None:
         self.conn = conn
+        self.batch = batch  # set when the session is one command of a group-commit transaction
         self.rows: Rows = {}  # what the inline projections wrote for the last append
         self.writes = 0  # writing statements attempted (service/group_commit.py needs to know)
         # Heads read (and locked) by lock_and_find_idempotency(then_stream=...); None = no stream yet.
@@ -174,6 +247,8 @@ class PostgresSession:
         return [row_to_event(row) for row in await self.conn.fetch(SQL_LOAD, stream_id)]
 
     async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
+        if self.batch is not None and stream_id in self.batch.heads:  # locked when the batch began
+            return self.batch.heads[stream_id]
         if (lock_key, stream_id) in self.locked_heads:  # locked and read in this transaction already
             return self.locked_heads.pop((lock_key, stream_id))
         return head_of(await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id))
@@ -218,6 +293,10 @@ class PostgresSession:
         )
         if not rows:
             raise WrongExpectedVersion(header.stream_id, expected_version)
+        if self.batch is not None:  # the next command of the batch on this stream starts from here
+            self.batch.heads[header.stream_id] = StreamHead(
+                version=new_version, head_hash=new_head, snapshot=snapshot
+            )
         placed = {row["stream_version"]: (row["position"], row["tx_id"]) for row in rows}
         metadata_doc = msgspec.to_builtins(metadata)
         recorded = [
@@ -266,6 +345,8 @@ class PostgresSession:
         *,
         then_stream: tuple[str, str] | None = None,
     ) -> IdempotencyRecord | None:
+        if self.batch is not None and (account, livemode, key) in self.batch.records:
+            return self.batch.records[(account, livemode, key)]  # locked when the batch began
         if then_stream is None:
             row = await self.conn.fetchrow(SQL_LOCK_AND_FIND_IDEMPOTENCY, lock_key, account, livemode, key)
             return record_of(row)
@@ -296,6 +377,14 @@ class PostgresSession:
         return await self.conn.fetchrow(SQL_ROW[table], key)
 
     async def save_idempotency(self, record: IdempotencyRecord) -> None:
+        scope = (record.account, record.livemode, record.key)
+        if self.batch is not None and scope in self.batch.records:
+            if self.batch.records[scope] is not None:
+                raise DuplicateKey(f"idempotency key {record.key!r} recorded twice in one batch")
+            self.writes += 1
+            self.batch.records[scope] = record  # a later command with this key replays it
+            self.batch.unsaved.append(record)
+            return
         try:
             await self._insert_idempotency(record)
         except asyncpg.UniqueViolationError as error:

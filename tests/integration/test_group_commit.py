@@ -16,12 +16,13 @@ from domain.customer import AdjustBalance, CreateCustomer
 from domain.errors import DomainError, InvalidParameter
 from domain.values import Profile
 from service.group_commit import GroupCommitter
-from service.handler import IdempotencyRequest, Outcome, RequestContext, execute
+from service.handler import Claims, IdempotencyRequest, Outcome, RequestContext, execute
 from service.rebuild import compare_projections
 from service.store.base import StoreSession
 from service.store.postgres import PostgresEventStore, PostgresSession
 
 ACCOUNT = "acct_group"
+CLAIMS = Claims(stream_id="cus_fail", stream_lock_key="stream:cus_fail")
 T0 = 1_700_000_000_000_000
 
 
@@ -153,7 +154,7 @@ async def test_a_statement_error_rolls_back_and_reruns_each_command_alone(big_po
             outcome = await execute_in(session, n)
             return outcome
 
-        return str(await committer.run("cus_fail", f"req_ok{n}", body))
+        return str(await committer.run(CLAIMS, f"req_ok{n}", body))
 
     async def execute_in(session: PostgresSession, n: int) -> str:
         await session.conn.execute(
@@ -167,7 +168,7 @@ async def test_a_statement_error_rolls_back_and_reruns_each_command_alone(big_po
         return "unreachable"
 
     results = await asyncio.gather(
-        good(1), committer.run("cus_fail", "req_bad", failing), good(2), good(3), return_exceptions=True
+        good(1), committer.run(CLAIMS, "req_bad", failing), good(2), good(3), return_exceptions=True
     )
     assert results[0] == "ok1" and results[2] == "ok2" and results[3] == "ok3"
     assert isinstance(results[1], asyncpg.DivisionByZeroError)

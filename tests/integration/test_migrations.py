@@ -19,6 +19,7 @@ MIGRATIONS = [
     "0005_service_role.sql",
     "0006_event_canonical_bytes.sql",
     "0007_begin_command.sql",
+    "0008_begin_batch.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
@@ -297,6 +298,7 @@ async def test_migrations_build_exactly_the_expected_schema(empty_db_url: str) -
         assert found["triggers"] == EXPECTED_TRIGGERS
         assert found["functions"] == [
             "events_are_append_only",
+            "ledger_begin_batch",
             "ledger_begin_command",
             "ledger_lock_and_find_idempotency",
             "ledger_lock_and_read_stream",
