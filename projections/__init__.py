@@ -1,15 +1,18 @@
-"""Read models. Each module owns its tables, keeps its SQL beside it, and exposes
-`apply(conn, events)`. `apply_all` is the one entry point for live writes and replays alike."""
+"""Read models. Each module owns its tables and defines its row logic once, in Python, exposed as
+`apply(conn, events, rows)` (live writes, and replays of a few events) and `fold(state, event)` (the
+same logic on rows in memory, for bulk replays). `apply_all` is the entry point for live writes,
+`Fold` for bulk replays (service/rebuild.py); both apply one command at a time."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import groupby
+from typing import Any
 
 import asyncpg
 
 from projections import balance_transactions, customers, stripe_events
-from projections.sql import Rows
+from projections.sql import Rows, columns_of
 from service.store.base import RecordedEvent
 
 # Order matters: the event feed renders objects from the rows the first two have just written.
@@ -35,3 +38,66 @@ async def apply_all(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -
         for projection in INLINE_PROJECTIONS:
             await projection.apply(conn, batch, rows)
     return rows
+
+
+class Fold:
+    """The in-memory counterpart of `apply_all`, for bulk replays: the same row logic (each module's
+    `fold`, built on the definitions its live `apply` runs), one command at a time, every projection
+    in turn. Keeps the customers and balance_transactions tables in memory (id -> row) and hands out
+    the event feed rows as they are produced (`take_feed`), for COPY."""
+
+    def __init__(self) -> None:
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.transactions: dict[str, dict[str, Any]] = {}
+        self.feed: list[tuple[Any, ...]] = []
+
+    def row(self, table: str, key: str) -> Any:
+        return (self.customers if table == customers.TABLE else self.transactions).get(key)
+
+    def apply(self, events: Sequence[RecordedEvent]) -> None:
+        """Whole commands only (see `command_of`)."""
+        for _, group in groupby(events, key=command_of):
+            batch = list(group)
+            for event in batch:
+                if event.event_type == "CustomerCreated" and event.stream_id in self.customers:
+                    raise DuplicateRow(f"customers {event.stream_id}: created twice")
+                customers.fold(self.customers, event)
+                if (
+                    event.event_type == "BalanceAdjusted"
+                    and event.data["transaction_id"] in self.transactions
+                ):
+                    raise DuplicateRow(f"balance_transactions {event.data['transaction_id']}: created twice")
+                balance_transactions.fold(self.transactions, event)
+            for event in batch:
+                self.feed.extend(stripe_events.records(event, self.row))
+
+    def take_feed(self) -> list[tuple[Any, ...]]:
+        feed, self.feed = self.feed, []
+        return feed
+
+    def tables(self) -> list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
+        """(table, columns, records) of the folded tables, for COPY."""
+        return [
+            (
+                customers.TABLE,
+                customers.COLUMNS,
+                columns_of(self.customers.values(), customers.COLUMNS, customers.JSONB_COLUMNS),
+            ),
+            (
+                balance_transactions.TABLE,
+                balance_transactions.COLUMNS,
+                columns_of(
+                    self.transactions.values(),
+                    balance_transactions.COLUMNS,
+                    balance_transactions.JSONB_COLUMNS,
+                ),
+            ),
+        ]
+
+
+class DuplicateRow(ValueError):
+    """A replayed event creates a row that exists (the primary key the live path's INSERT hits)."""
+
+
+FEED_TABLE = stripe_events.TABLES[0]
+FEED_COLUMNS = stripe_events.COPY_COLUMNS

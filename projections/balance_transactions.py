@@ -1,42 +1,94 @@
-"""Balance ledger projection (table `balance_transactions`)."""
+"""Balance ledger projection (table `balance_transactions`): one row per BalanceAdjusted, with later
+description/metadata updates applied. Row logic in Python, defined once (`new_row`, `assignments`)
+and used by the live path (`apply`) and by bulk replays (`fold`); see projections/customers.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
-import msgspec
 
-from projections.sql import Rows, load_queries
+from projections.sql import JSON_NULL, Rows, assign, statement
 from service.store.base import RecordedEvent
 
 TABLES = ("balance_transactions",)
-Q = load_queries("balance_transactions.sql")
+TABLE = "balance_transactions"
+COLUMNS = (
+    "id",
+    "customer_id",
+    "account",
+    "livemode",
+    "position",
+    "version",
+    "type",
+    "amount",
+    "currency",
+    "ending_balance",
+    "description",
+    "metadata",
+    "created",
+)
+JSONB_COLUMNS = frozenset({"metadata"})
+KINDS = frozenset({"BalanceAdjusted", "BalanceTransactionUpdated"})
+
+
+def new_row(event: RecordedEvent) -> dict[str, Any]:
+    """The row a BalanceAdjusted event inserts."""
+    data = event.data
+    return {
+        "id": data["transaction_id"],
+        "customer_id": event.stream_id,
+        "account": event.metadata["account"],
+        "livemode": event.metadata["livemode"],
+        "position": event.position,
+        "version": event.stream_version,
+        "type": data["type"],
+        "amount": data["amount"],
+        "currency": data["currency"],
+        "ending_balance": data["ending_balance"],
+        "description": data.get("description"),
+        "metadata": data.get("metadata", {}),
+        "created": data["created"],
+    }
+
+
+def assignments(event: RecordedEvent) -> dict[str, Any]:
+    """What a BalanceTransactionUpdated event changes in its transaction's row."""
+    changes = event.data["changes"]
+    values: dict[str, Any] = {}
+    if "description" in changes:
+        values["description"] = changes["description"]
+    if "metadata" in changes:
+        metadata = changes["metadata"]
+        values["metadata"] = JSON_NULL if metadata is None else metadata
+    return values
+
+
+def fold(state: dict[str, dict[str, Any]], event: RecordedEvent) -> tuple[str, dict[str, Any] | None] | None:
+    """Apply one event to the in-memory table `state` (id -> row): (transaction id, its row or None
+    when there is no such row), or None for events this projection ignores."""
+    if event.event_type == "BalanceAdjusted":
+        row = new_row(event)
+        state[row["id"]] = row
+        return row["id"], row
+    if event.event_type == "BalanceTransactionUpdated":
+        transaction_id = event.data["transaction_id"]
+        previous = state.get(transaction_id)
+        if previous is None:
+            return transaction_id, None
+        state[transaction_id] = assign(previous, assignments(event))
+        return transaction_id, state[transaction_id]
+    return None
 
 
 async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
     for event in events:
         if event.event_type == "BalanceAdjusted":
-            data = event.data
-            rows[("balance_transactions", data["transaction_id"])] = await conn.fetchrow(
-                Q["adjusted"],
-                data["transaction_id"],
-                event.stream_id,
-                event.metadata["account"],
-                event.metadata["livemode"],
-                event.position,
-                event.stream_version,
-                data["type"],
-                data["amount"],
-                data["currency"],
-                data["ending_balance"],
-                data.get("description"),
-                msgspec.json.encode(data.get("metadata", {})).decode(),
-                data["created"],
-            )
+            row = new_row(event)
+            sql, values = statement.insert(TABLE, row, JSONB_COLUMNS)
+            rows[(TABLE, row["id"])] = await conn.fetchrow(sql, *values)
         elif event.event_type == "BalanceTransactionUpdated":
-            changes = msgspec.json.encode(event.data["changes"]).decode()
+            sql, values = statement.update(TABLE, assignments(event), JSONB_COLUMNS)
             transaction_id = event.data["transaction_id"]
-            rows[("balance_transactions", transaction_id)] = await conn.fetchrow(
-                Q["updated"], transaction_id, changes
-            )
+            rows[(TABLE, transaction_id)] = await conn.fetchrow(sql, transaction_id, *values)

@@ -8,10 +8,13 @@ from typing import Any
 
 import msgspec
 
+_JSON_TEXT = (str, bytes, msgspec.Raw)
+
 
 def as_json(value: Any) -> Any:
-    """jsonb arrives as text from asyncpg unless a codec is set; accept both."""
-    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+    """jsonb arrives as text from asyncpg unless a codec is set; the projections' in-memory rows hold
+    documents (and msgspec.Raw for a JSON null); accept all."""
+    return msgspec.json.decode(value) if isinstance(value, _JSON_TEXT) else value
 
 
 def render_shipping(value: Any) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ events), so `data.object` is the object as the API returned it after that comman
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -28,13 +28,19 @@ Q = load_queries("stripe_events.sql")
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+PAIRS = [a + b for b in ALPHABET for a in ALPHABET]  # PAIRS[i] = digits i % 62, i // 62 (low first)
+
+
 def derived_event_id(event_id: str, kind: str) -> str:
-    """A second Stripe event from one domain event gets a stable id derived from the first."""
-    number = int.from_bytes(hashlib.sha256(f"{event_id}:{kind}".encode()).digest(), "big")
+    """A second Stripe event from one domain event gets a stable id derived from the first: the low 24
+    base-62 digits of sha256(f"{event_id}:{kind}"), least significant first."""
+    number = int.from_bytes(hashlib.sha256(f"{event_id}:{kind}".encode()).digest(), "big") % 62**24
     chars = []
-    for _ in range(24):
-        number, index = divmod(number, len(ALPHABET))
-        chars.append(ALPHABET[index])
+    for _ in range(4):  # 6 digits at a time, in machine-size integers
+        number, chunk = divmod(number, 62**6)
+        for _ in range(3):
+            chunk, pair = divmod(chunk, 3844)
+            chars.append(PAIRS[pair])
     return "evt_" + "".join(chars)
 
 
@@ -54,54 +60,87 @@ def previous_attributes(data: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+Lookup = Callable[[str, str], Any]  # (table, id) -> the row after the command, or None
+
+
+def records(event: RecordedEvent, row: Lookup) -> list[tuple[Any, ...]]:
+    """The feed rows of one event (columns of Q["insert"] / COPY_COLUMNS), rendered from `row`."""
+    request = json_text(
+        {"id": event.metadata.get("request_id"), "idempotency_key": event.metadata.get("idempotency_key")}
+    )
+    return [
+        (
+            event_id,
+            event.metadata["account"],
+            event.metadata["livemode"],
+            event.position,
+            seq,
+            kind,
+            event.recorded_at_us // 1_000_000,
+            event.stream_id,
+            json_text(payload),
+            request,
+        )
+        for seq, (event_id, kind, payload) in enumerate(feed_entries(event, row))
+    ]
+
+
+COPY_COLUMNS = (
+    "id",
+    "account",
+    "livemode",
+    "position",
+    "seq",
+    "type",
+    "created",
+    "customer_id",
+    "data",
+    "request",
+)
+
+
+def json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def rows_needed(event: RecordedEvent) -> list[tuple[str, str]]:
+    """The projection rows `feed_entries` renders for an event."""
+    kind = event.event_type
+    if kind == "BalanceTransactionUpdated":
+        return [("balance_transactions", event.data["transaction_id"])]
+    if kind == "BalanceAdjusted":
+        return [("customers", event.stream_id), ("balance_transactions", event.data["transaction_id"])]
+    if kind in ("CustomerCreated", "CustomerUpdated", "CustomerDeleted"):
+        return [("customers", event.stream_id)]
+    return []
+
+
 async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
-    columns: list[list[Any]] = [[] for _ in range(10)]
+    # The rows this command's projections wrote, else (e.g. a partial replay) the stored ones.
+    found: Rows = {}
     for event in events:
-        request = msgspec.json.encode(
-            {"id": event.metadata.get("request_id"), "idempotency_key": event.metadata.get("idempotency_key")}
-        ).decode()
-        for seq, (event_id, kind, payload) in enumerate(await feed_entries(conn, event, rows)):
-            values = (
-                event_id,
-                event.metadata["account"],
-                event.metadata["livemode"],
-                event.position,
-                seq,
-                kind,
-                event.recorded_at_us // 1_000_000,
-                event.stream_id,
-                msgspec.json.encode(payload).decode(),
-                request,
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-    if columns[0]:
-        await conn.execute(Q["insert"], *columns)
+        for table, key in rows_needed(event):
+            if (table, key) not in found:
+                row = rows.get((table, key))
+                found[(table, key)] = row if row is not None else await conn.fetchrow(Q[f"{table}_row"], key)
+    values = [record for event in events for record in records(event, lambda t, k: found[(t, k)])]
+    if values:
+        await conn.execute(Q["insert"], *(list(column) for column in zip(*values, strict=True)))
 
 
-async def row_of(conn: asyncpg.Connection, rows: Rows, table: str, key: str) -> Any:
-    """The row this command's projections wrote, else (e.g. a partial replay) the stored one."""
-    row = rows.get((table, key))
-    if row is None:
-        row = await conn.fetchrow(Q[f"{table}_row"], key)
-    return row
-
-
-async def feed_entries(
-    conn: asyncpg.Connection, event: RecordedEvent, rows: Rows
-) -> list[tuple[str, str, dict[str, Any]]]:
+def feed_entries(event: RecordedEvent, row: Lookup) -> list[tuple[str, str, dict[str, Any]]]:
     kind = event.event_type
     data = event.data
     if kind == "BalanceTransactionUpdated":
-        txn = render_balance_transaction(
-            await row_of(conn, rows, "balance_transactions", data["transaction_id"])
-        )
+        txn = render_balance_transaction(row("balance_transactions", data["transaction_id"]))
         old = dict(data["previous"])
         if "metadata" in old:
             old["metadata"] = metadata_previous(old["metadata"], data["changes"].get("metadata", {}))
         payload = {"object": txn, "previous_attributes": old}
         return [(event.event_id, "customer_balance_transaction.updated", payload)]
-    customer = render_customer(await row_of(conn, rows, "customers", event.stream_id))
+    if kind not in ("CustomerCreated", "CustomerUpdated", "CustomerDeleted", "BalanceAdjusted"):
+        return []
+    customer = render_customer(row("customers", event.stream_id))
     if kind == "CustomerCreated":
         return [(event.event_id, "customer.created", {"object": customer})]
     if kind == "CustomerUpdated":
@@ -114,22 +153,18 @@ async def feed_entries(
         ]
     if kind == "CustomerDeleted":
         return [(event.event_id, "customer.deleted", {"object": customer})]
-    if kind == "BalanceAdjusted":
-        previous: dict[str, Any] = {"balance": data["ending_balance"] - data["amount"]}
-        txn = render_balance_transaction(
-            await row_of(conn, rows, "balance_transactions", data["transaction_id"])
-        )
-        entries = []
-        if data["type"] != "initial":
-            entries.append(
-                (event.event_id, "customer.updated", {"object": customer, "previous_attributes": previous})
-            )
+    previous: dict[str, Any] = {"balance": data["ending_balance"] - data["amount"]}
+    txn = render_balance_transaction(row("balance_transactions", data["transaction_id"]))
+    entries = []
+    if data["type"] != "initial":
         entries.append(
-            (
-                derived_event_id(event.event_id, "customer_balance_transaction.created"),
-                "customer_balance_transaction.created",
-                {"object": txn},
-            )
+            (event.event_id, "customer.updated", {"object": customer, "previous_attributes": previous})
         )
-        return entries
-    return []
+    entries.append(
+        (
+            derived_event_id(event.event_id, "customer_balance_transaction.created"),
+            "customer_balance_transaction.created",
+            {"object": txn},
+        )
+    )
+    return entries

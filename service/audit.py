@@ -937,7 +937,14 @@ async def check_drift(
 ) -> CheckResult:
     """Replay the whole log with service.rebuild's replay (the live projection code, into private
     tables) and compare every projection table with the live one, naming rows and fields."""
-    from service.rebuild import create_shadow_tables, live_schema, quote_ident, replay_into, replay_tail
+    from service.rebuild import (
+        add_shadow_indexes,
+        bulk_replay,
+        create_shadow_tables,
+        live_schema,
+        quote_ident,
+        replay_tail,
+    )
 
     started = time.monotonic()
     result = CheckResult("drift")
@@ -951,10 +958,11 @@ async def check_drift(
     async with pool.acquire() as conn:
         try:
             source = await live_schema(conn)
-            await create_shadow_tables(conn, schema, source)
+            await create_shadow_tables(conn, schema, source, indexes=False)
             rows: dict[str, int] = {}
             try:
-                bulk = await replay_into(conn, schema, progress=replay_progress)
+                bulk = await bulk_replay(pool, conn, schema, progress=replay_progress)
+                await add_shadow_indexes(conn, schema, source)
                 async with conn.transaction(isolation="repeatable_read"):
                     tail = await replay_tail(conn, schema, source, bulk.cursor)
                     for table in PROJECTION_TABLES:

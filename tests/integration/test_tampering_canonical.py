@@ -115,3 +115,12 @@ async def test_a_clean_log_walks_no_stream(pool: asyncpg.Pool) -> None:
     assert chains.ok
     assert chains.stats["walked_streams"] == 0
     assert (chains.stats["events"], chains.stats["streams"]) == (history.events, len(history.customers))
+
+
+def test_derived_event_ids_are_stable() -> None:
+    """Ids already in stored feeds: the derivation must never change (values from the first version)."""
+    from projections.stripe_events import derived_event_id
+
+    kind = "customer_balance_transaction.created"
+    assert derived_event_id("evt_abc", kind) == "evt_o2XPkKNsgSLYHlpf1V1TTzZF"
+    assert derived_event_id("evt_1OtXyz0123456789abcdefgh", kind) == "evt_MbDGvY8WpLeitQuS2vcDIkJ8"
