@@ -95,15 +95,33 @@ SCENARIO_TITLES = {
     "bare_insert": "framework ceiling: bare aiohttp+asyncpg, 1 INSERT",
     "bare_select": "bare aiohttp+asyncpg, 1 SELECT (like-for-like for retrieve)",
     "peer": "peer: eventsourcing, load+adjust+save",
+    "spread_solo": "AdjustBalance spread, group commit off",
+    "hot_solo": "AdjustBalance hot customer, group commit off",
 }
 SERVICE_KINDS = ("create", "spread", "hot", "retrieve", "list")
 BASELINE_KINDS = ("pgbench", "bare_insert", "bare_select", "peer")
+# The group-commit lever, measured in the same run: a second `ledger serve` with LEDGER_GROUP_COMMIT_LANES=0.
+LEVER_KINDS = ("spread_solo", "hot_solo")
 # Order of the cells inside one repetition and client count: each ratio's two sides run next to each other.
-CELL_ORDER = ("pgbench", "spread", "peer", "hot", "bare_insert", "create", "retrieve", "bare_select", "list")
+CELL_ORDER = (
+    "pgbench",
+    "spread",
+    "spread_solo",
+    "peer",
+    "hot",
+    "hot_solo",
+    "bare_insert",
+    "create",
+    "retrieve",
+    "bare_select",
+    "list",
+)
 LUA = {
     "create": "create_customer.lua",
     "spread": "adjust_spread.lua",
     "hot": "adjust_hot.lua",
+    "spread_solo": "adjust_spread.lua",
+    "hot_solo": "adjust_hot.lua",
     "retrieve": "retrieve_customer.lua",
     "list": "list_customers.lua",
     "bare_insert": "bare_insert.lua",
@@ -567,6 +585,8 @@ class Harness:
         self.postmaster_pid: int | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.bare: subprocess.Popen[bytes] | None = None
+        self.solo: subprocess.Popen[bytes] | None = None  # group commit off
+        self.solo_port = 0
         self.port = 0
         self.bare_port = 0
         self.key = ""
@@ -809,8 +829,21 @@ class Harness:
             stderr=bare_log,
         )
         await self.wait_listening(self.bare, self.bare_port, self.tmp / "bare.stderr")
+        self.solo_port = free_port()
+        solo_log = open(self.tmp / "solo.stderr", "wb")  # noqa: SIM115
+        self.solo = self.children.popen(
+            [*ledger_command(), "serve", "--host", "127.0.0.1", "--port", str(self.solo_port), "--no-migrate"],
+            env={**env, "LEDGER_GROUP_COMMIT_LANES": "0"},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=solo_log,
+        )
+        await self.wait_listening(self.solo, self.solo_port, self.tmp / "solo.stderr")
         self.timings["services"] = time.monotonic() - t0
-        log(f"ledger serve pid {self.server.pid} on 127.0.0.1:{self.port}; bare app on :{self.bare_port}")
+        log(
+            f"ledger serve pid {self.server.pid} on 127.0.0.1:{self.port}; bare app on :{self.bare_port};"
+            f" group commit off: pid {self.solo.pid} on :{self.solo_port}"
+        )
 
     async def wait_listening(self, proc: subprocess.Popen[bytes], port: int, stderr_file: Path) -> None:
         import aiohttp
@@ -1228,7 +1261,8 @@ class Harness:
 
     async def run_cell(self, kind: str, clients: int, rep: int, duration: int, record: bool = True) -> Cell:
         await self.checkpoint()
-        assert self.server is not None and self.bare is not None
+        assert self.server is not None and self.bare is not None and self.solo is not None
+        port, pid = (self.solo_port, self.solo.pid) if kind in LEVER_KINDS else (self.port, self.server.pid)
         if kind == "pgbench":
             cell = await asyncio.to_thread(self.run_pgbench, clients, duration, rep)
         elif kind == "peer":
@@ -1237,26 +1271,17 @@ class Harness:
             cell = await asyncio.to_thread(
                 self.run_wrk, kind, clients, duration, self.bare_port, self.bare.pid, rep
             )
-        elif kind == "hot":
+        elif kind in ("hot", "hot_solo"):
             hot_id = await self.new_hot_customer()
             cell = await asyncio.to_thread(
-                self.run_wrk,
-                kind,
-                clients,
-                duration,
-                self.port,
-                self.server.pid,
-                rep,
-                {"BENCH_HOT_ID": hot_id},
+                self.run_wrk, kind, clients, duration, port, pid, rep, {"BENCH_HOT_ID": hot_id}
             )
             check = await self.check_hot(hot_id, acknowledged=int(cell.extra["ok"]), cell=cell)
             cell.extra["hot_check"] = check
             if record:
                 self.hot_checks.append(check)
         else:
-            cell = await asyncio.to_thread(
-                self.run_wrk, kind, clients, duration, self.port, self.server.pid, rep
-            )
+            cell = await asyncio.to_thread(self.run_wrk, kind, clients, duration, port, pid, rep)
         if record:
             self.cells.append(cell)
             log(
@@ -1366,7 +1391,7 @@ class Harness:
     async def warm_up(self) -> None:
         t0 = time.monotonic()
         log("warm-up (not recorded)")
-        for kind in ("spread", "retrieve", "create", "list", "hot", "bare_insert", "bare_select"):
+        for kind in ("spread", "retrieve", "create", "list", "hot", "bare_insert", "bare_select", *LEVER_KINDS):
             await self.run_cell(kind, 16, 0, self.s.warmup, record=False)
         await self.run_cell("pgbench", 16, 0, self.s.warmup, record=False)
         self.timings["warmup"] = time.monotonic() - t0
@@ -1739,6 +1764,10 @@ class Report:
         out += self.targets()
         out += self.table("Scenarios (through HTTP, `ledger serve`)", SERVICE_KINDS)
         out += self.table("Baselines (same run, same client counts)", BASELINE_KINDS)
+        out += self.table(
+            "Lever: group commit off (same run: a second `ledger serve` with LEDGER_GROUP_COMMIT_LANES=0)",
+            LEVER_KINDS,
+        )
         out += self.hot_section()
         out += self.loadgen_section()
         out += self.cost_section()
@@ -1864,6 +1893,8 @@ class Report:
             ("spread / pgbench", "spread", "pgbench"),
             ("spread / peer", "spread", "peer"),
             ("hot / spread", "hot", "spread"),
+            ("spread: group commit on / off", "spread", "spread_solo"),
+            ("hot: group commit on / off", "hot", "hot_solo"),
             ("retrieve / bare INSERT", "retrieve", "bare_insert"),
             ("retrieve / bare SELECT", "retrieve", "bare_select"),
             ("bare INSERT / pgbench", "bare_insert", "pgbench"),
@@ -2016,7 +2047,7 @@ class Report:
             f" {NCPU} idle cores | measured ops/s |",
             "|---|---|---|---|---|---|---|",
         ]
-        for kind in (*SERVICE_KINDS, *BASELINE_KINDS):
+        for kind in (*SERVICE_KINDS, *LEVER_KINDS, *BASELINE_KINDS):
             cells = self.by.get((kind, clients), [])
             if not cells:
                 continue
