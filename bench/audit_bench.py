@@ -318,8 +318,15 @@ async def run(args: argparse.Namespace) -> int:
                             return await check_chains(c, workers=count)
 
                     for attempt in range(args.repeat):
-                        result, _ = await timed(f"chains, {count} reader(s) #{attempt + 1}", n, chains)
+                        result, _ = await timed(f"chains, {count} process(es) #{attempt + 1}", n, chains)
                         assert result.ok, result.problems[:3]
+                        links, columns = result.stats["links_seconds"], result.stats["columns_seconds"]
+                        print(
+                            f"  links {links:.2f} s ({n / links:,.0f} events/s), columns agree with the "
+                            f"canonical bytes {columns:.2f} s ({n / columns:,.0f} events/s), "
+                            f"{result.stats['walked_streams']} stream(s) walked",
+                            flush=True,
+                        )
             if "digest" in steps:
                 await timed("digest", n, lambda: take_digest(conn))
             if "export" in steps:
@@ -367,7 +374,9 @@ def main() -> int:
     parser.add_argument("--per-customer", type=int, default=10, help="events per customer stream")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of chain verification and export")
-    parser.add_argument("--workers", type=int, help="parallel chain readers (default: CPUs, at most 4)")
+    parser.add_argument(
+        "--workers", type=int, help="server processes for the chain check (default: CPUs, at most 4)"
+    )
     parser.add_argument(
         "--steps", help=f"comma-separated subset of {','.join(STEPS)} (default: all but verify)"
     )

@@ -36,6 +36,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +179,8 @@ async def add_shadow_indexes(conn: asyncpg.Connection, schema: str, source_schem
     """The live tables' indexes, index-backed constraints and foreign keys on the shadow tables."""
     target = quote_ident(schema)
     async with conn.transaction():
+        # in-memory sorts for the index builds of a bulk-loaded table (the default is 64 MB)
+        await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
         for table in PROJECTION_TABLES:
             live = f"{quote_ident(source_schema)}.{quote_ident(table)}"
             shadow = f"{target}.{quote_ident(table)}"
@@ -400,47 +403,65 @@ async def _bulk_replay(
     progress: Progress | None,
     batch_size: int,
 ) -> ReplayResult:
+    """Three things overlap: the server reads the next batch, a thread decodes and folds this one, and
+    the server parses the feed rows of the previous one (COPY on the second connection)."""
     fold = Fold()
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-fold")
+
+    def fold_batch(
+        rows: list[Any], carry: list[RecordedEvent], full: bool
+    ) -> tuple[list[tuple[Any, ...]], list[RecordedEvent], int]:
+        events = carry + [bulk_event(row) for row in rows]
+        held: list[RecordedEvent] = []
+        if full:  # the last command may go on in the next batch: hold it back
+            last, cut = command_of(events[-1]), len(events)
+            while cut > 0 and command_of(events[cut - 1]) == last:
+                cut -= 1
+            events, held = events[:cut], events[cut:]
+        fold.apply(events)
+        return fold.take_feed(), held, len(events)
+
     cursor, total = GlobalCursor(), 0
     carry: list[RecordedEvent] = []
     async with pool.acquire() as copier:
         copying: asyncio.Future[Any] | None = None
+        fetching: asyncio.Future[Any] | None = None
 
         async def copy(table: str, columns: tuple[str, ...], records: list[tuple[Any, ...]]) -> None:
             await copier.copy_records_to_table(table, records=records, columns=columns, schema_name=schema)
 
         try:
+            rows = await conn.fetch(query, cursor.tx_id, cursor.position, batch_size)
             while True:
-                rows = await conn.fetch(query, cursor.tx_id, cursor.position, batch_size)
                 full = len(rows) == batch_size
                 if rows:
                     cursor = GlobalCursor(rows[-1][1], rows[-1][0])
-                events = carry + [bulk_event(row) for row in rows]
-                carry = []
-                if full:  # the last command may go on in the next batch: hold it back
-                    last, cut = command_of(events[-1]), len(events)
-                    while cut > 0 and command_of(events[cut - 1]) == last:
-                        cut -= 1
-                    events, carry = events[:cut], events[cut:]
-                fold.apply(events)
-                total += len(events)
-                feed = fold.take_feed()
+                if full:
+                    fetching = asyncio.ensure_future(
+                        conn.fetch(query, cursor.tx_id, cursor.position, batch_size)
+                    )
+                feed, carry, count = await loop.run_in_executor(executor, fold_batch, rows, carry, full)
+                total += count
                 if feed:
                     if copying is not None:
                         await copying
                     copying = asyncio.ensure_future(copy(FEED_TABLE, FEED_COLUMNS, feed))
                 if progress is not None:
                     progress(total)
-                if not full:
+                if fetching is None:
                     break
+                rows, fetching = await fetching, None
             if copying is not None:
                 await copying
                 copying = None
-            for table, columns, records in fold.tables():
+            for table, columns, records in await loop.run_in_executor(executor, fold.tables):
                 await copy(table, columns, records)
         finally:
-            if copying is not None:
-                copying.cancel()
+            for future in (copying, fetching):
+                if future is not None:
+                    future.cancel()
+            executor.shutdown(wait=True)
     return ReplayResult(cursor, total)
 
 
