@@ -1701,8 +1701,8 @@ CODE_PATHS = (
     ),
     ("  a batch's lock-and-read (BatchState.begin)", "begin", "service/store/postgres.py"),
     (
-        "  a batch's idempotency records (BatchState.save_records)",
-        "save_records",
+        "  a batch's feed rows and idempotency records (BatchState.finish)",
+        "finish",
         "service/store/postgres.py",
     ),
     ("request body decoding (routes.read_params)", "read_params", "service/routes.py"),

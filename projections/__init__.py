@@ -27,16 +27,23 @@ def command_of(event: RecordedEvent) -> tuple[int, object]:
     return event.tx_id, event.metadata.get("request_id")
 
 
-async def apply_all(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> Rows:
+async def apply_all(
+    conn: asyncpg.Connection, events: Sequence[RecordedEvent], feed: list[tuple[Any, ...]] | None = None
+) -> Rows:
     """Apply events in the order given, one command at a time, every projection in turn, exactly as
     the inline path did when the command committed. Returns the rows the last command's projections
-    wrote, so its response needs no second read."""
+    wrote, so its response needs no second read. With `feed`, the event feed's rows are appended to it
+    instead of inserted: a group commit inserts those of all its commands at once before it commits
+    (nothing in a command's transaction reads the feed)."""
     rows: Rows = {}
     for _, group in groupby(events, key=command_of):
         batch = list(group)
         rows = {}
         for projection in INLINE_PROJECTIONS:
-            await projection.apply(conn, batch, rows)
+            if projection is stripe_events and feed is not None:
+                feed.extend(await stripe_events.feed_rows(conn, batch, rows))
+            else:
+                await projection.apply(conn, batch, rows)
     return rows
 
 

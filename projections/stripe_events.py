@@ -29,18 +29,25 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 PAIRS = [a + b for b in ALPHABET for a in ALPHABET]  # PAIRS[i] = digits i % 62, i // 62 (low first)
+ID_RANGE, CHUNK = 62**24, 62**5  # CHUNK < 2**30: one machine digit, CPython's fast division
 
 
 def derived_event_id(event_id: str, kind: str) -> str:
     """A second Stripe event from one domain event gets a stable id derived from the first: the low 24
     base-62 digits of sha256(f"{event_id}:{kind}"), least significant first."""
-    number = int.from_bytes(hashlib.sha256(f"{event_id}:{kind}".encode()).digest(), "big") % 62**24
-    chars = []
-    for _ in range(4):  # 6 digits at a time, in machine-size integers
-        number, chunk = divmod(number, 62**6)
-        for _ in range(3):
-            chunk, pair = divmod(chunk, 3844)
-            chars.append(PAIRS[pair])
+    number = int.from_bytes(hashlib.sha256(f"{event_id}:{kind}".encode()).digest(), "big") % ID_RANGE
+    chars: list[str] = []
+    append = chars.append
+    for _ in range(4):  # 4 x 5 digits, then the last 4
+        number, chunk = divmod(number, CHUNK)
+        high, low = divmod(chunk, 3844)
+        top, middle = divmod(high, 3844)
+        append(PAIRS[low])
+        append(PAIRS[middle])
+        append(ALPHABET[top])
+    high, low = divmod(number, 3844)
+    append(PAIRS[low])
+    append(PAIRS[high])
     return "evt_" + "".join(chars)
 
 
@@ -116,14 +123,25 @@ def rows_needed(event: RecordedEvent) -> list[tuple[str, str]]:
 
 
 async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
-    # The rows this command's projections wrote, else (e.g. a partial replay) the stored ones.
+    await insert(conn, await feed_rows(conn, events, rows))
+
+
+async def feed_rows(
+    conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows
+) -> list[tuple[Any, ...]]:
+    """The feed rows of a command's events, rendered from the rows this command's projections wrote,
+    else (e.g. a partial replay) the stored ones."""
     found: Rows = {}
     for event in events:
         for table, key in rows_needed(event):
             if (table, key) not in found:
                 row = rows.get((table, key))
                 found[(table, key)] = row if row is not None else await conn.fetchrow(Q[f"{table}_row"], key)
-    values = [record for event in events for record in records(event, lambda t, k: found[(t, k)])]
+    return [record for event in events for record in records(event, lambda t, k: found[(t, k)])]
+
+
+async def insert(conn: asyncpg.Connection, values: Sequence[tuple[Any, ...]]) -> None:
+    """Feed rows (of one command, or of every command of a group-commit transaction) in one INSERT."""
     if values:
         await conn.execute(Q["insert"], *(list(column) for column in zip(*values, strict=True)))
 
