@@ -19,8 +19,9 @@ reordered or inserted.
   was taken from: same number of events, same hash over their hashes in the gap-safe global order. This
   catches what per-stream chains cannot: a whole stream removed, a stream's tail cut off (with its stream
   row rewound), events reordered in the global log, a forged event inserted into the past.
-* **drift** - the whole log replayed from zero into private tables (service.rebuild's replay, the live
-  projection code) and compared with the live projections row by row and field by field.
+* **drift** - the whole log replayed from zero into private tables (service.rebuild's bulk replay: the
+  projections' row definitions folded in memory, the tail through the live path) and compared with the
+  live projections row by row and field by field.
 
 Digest document (`ledger digest`, format "ledger-digest/1"), JSON:
 
@@ -935,8 +936,8 @@ ORDER BY 1 LIMIT $1
 async def check_drift(
     pool: asyncpg.Pool, *, limit: int = DEFAULT_LIMIT, progress: Progress | None = None
 ) -> CheckResult:
-    """Replay the whole log with service.rebuild's replay (the live projection code, into private
-    tables) and compare every projection table with the live one, naming rows and fields."""
+    """Replay the whole log with service.rebuild's bulk replay (into private tables) and compare every
+    projection table with the live one, naming rows and fields."""
     from service.rebuild import (
         add_shadow_indexes,
         bulk_replay,

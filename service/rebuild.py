@@ -6,11 +6,14 @@
    EXCLUDING INDEXES`, then the live table's indexes and index-backed constraints recreated under their
    **original names** (names are per schema, so they do not clash), so that after the swap the schema is
    exactly what the migrations built.
-2. Bulk replay, while writers keep appending: the whole log in the gap-safe global order
-   (`(tx_id, position)` below the oldest running transaction, as `read_all` does), in batches of one
-   transaction each, applied by the very `projections.*.apply` code that live appends run, with
-   `search_path = ledger_rebuild, <live schema>` so its unqualified table names hit the shadow tables.
-   A batch never splits the events of one writing transaction (see `projections.apply_all`).
+2. Bulk replay, while writers keep appending (`bulk_replay`): the whole log below the horizon
+   (`(tx_id, position)` below the oldest running transaction, as `read_all` does), read from the
+   canonical bytes, folded in memory by `projections.Fold` (the same row definitions the live path
+   turns into statements, one command at a time: see `projections.apply_all` / `command_of`), the event
+   feed copied into the shadow tables as it is produced and the folded tables at the end (COPY); then
+   the indexes are built. What was appended meanwhile is replayed through the live path (`replay_into`:
+   `projections.apply_all` with `search_path = ledger_rebuild, <live schema>` so its unqualified table
+   names hit the shadow tables).
 3. Swap, in ONE transaction: `LOCK TABLE streams IN SHARE MODE` (every append takes ROW EXCLUSIVE on
    `streams` as its first write, so from here no append is in flight and none can start), then ACCESS
    EXCLUSIVE on the live projection tables; catch up every event appended since the bulk phase (no
@@ -22,9 +25,10 @@
    may have read a projection table before its append (the external_id lookup of an upsert); waiting on
    it while holding SHARE on `streams` would deadlock, so the swap backs off and lets it finish.
 
-`compare_projections(pool)` replays the log into a private schema and returns the differences from the
-live tables (an empty list when they are identical), comparing the rows as text in one REPEATABLE READ
-snapshot: the snapshot fixes both the live rows and the tail of the log that is replayed last.
+`compare_projections(pool)` replays the log into a private schema (bulk, then the tail through the live
+path) and returns the differences from the live tables (an empty list when they are identical),
+comparing the rows as text in one REPEATABLE READ snapshot: the snapshot fixes both the live rows and
+the tail of the log that is replayed last.
 """
 
 from __future__ import annotations
