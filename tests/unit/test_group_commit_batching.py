@@ -1,0 +1,54 @@
+"""How a group-commit lane forms its next batch (service/group_commit.take_batch): at most MAX_BATCH
+commands, never two with one request id (a replay tells grouped commands apart by request id), none
+whose caller went away, ordered by stream with each stream's commands in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from service.group_commit import MAX_BATCH, Queued, take_batch
+from service.handler import Claims
+
+
+async def body(session: Any) -> None:
+    return None
+
+
+def queued(stream: str, request_id: str) -> Queued:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    return Queued(Claims(stream_id=stream, stream_lock_key=f"stream:{stream}"), request_id, body, future)
+
+
+async def test_a_batch_is_ordered_by_stream_and_keeps_each_streams_arrival_order() -> None:
+    queue = deque(
+        [queued("cus_b", "r1"), queued("cus_a", "r2"), queued("cus_b", "r3"), queued("cus_a", "r4")]
+    )
+    batch = take_batch(queue)
+    assert [(item.stream_id, item.request_id) for item in batch] == [
+        ("cus_a", "r2"),
+        ("cus_a", "r4"),
+        ("cus_b", "r1"),
+        ("cus_b", "r3"),
+    ]
+    assert not queue
+
+
+async def test_a_repeated_request_id_ends_the_batch() -> None:
+    queue = deque(
+        [queued("cus_a", "r1"), queued("cus_b", "r2"), queued("cus_c", "r1"), queued("cus_d", "r3")]
+    )
+    batch = take_batch(queue)
+    assert [item.request_id for item in batch] == ["r1", "r2"]
+    assert [item.request_id for item in queue] == ["r1", "r3"]  # they form the next batch
+
+
+async def test_at_most_max_batch_commands_and_cancelled_callers_are_dropped() -> None:
+    items = [queued(f"cus_{n}", f"r{n}") for n in range(MAX_BATCH + 5)]
+    items[0].future.cancel()
+    queue = deque(items)
+    batch = take_batch(queue)
+    assert len(batch) == MAX_BATCH
+    assert items[0] not in batch
+    assert len(queue) == 4
