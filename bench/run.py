@@ -2312,7 +2312,7 @@ class Report:
             " customer per cell (so every hot cell starts from a one-event stream).",
             f"- Storage ceiling: `bench/baselines/adjust_balance.pgbench`, the {pgbench_statements()} statements"
             " (BEGIN … COMMIT, one round trip each) of one AdjustBalance as the service ran them when the script"
-            " was written (captured with log_statement=all; see the parity line above), `pgbench -n -M prepared -c N -j"
+            " was written (captured from the queries the service sent; see the parity line above), `pgbench -n -M prepared -c N -j"
             " min(N,2) -T d`, against a copy of the seeded customers in its own database. It excludes the pool's"
             " reset query after COMMIT.",
             "- Framework ceiling: `bench/baselines/bare_app.py`, aiohttp + asyncpg with the service's pool size"
