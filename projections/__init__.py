@@ -27,23 +27,39 @@ def command_of(event: RecordedEvent) -> tuple[int, object]:
     return event.tx_id, event.metadata.get("request_id")
 
 
+class Deferred:
+    """Rows a group commit inserts once, for all its commands, before it commits (BatchState.finish):
+    new balance transactions and the event feed. Nothing in the batch reads them from the tables (a
+    balance transaction's id is only known to clients once its command has committed)."""
+
+    def __init__(self) -> None:
+        self.transactions: dict[str, dict[str, Any]] = {}
+        self.feed: list[tuple[Any, ...]] = []
+
+    async def insert(self, conn: asyncpg.Connection) -> None:
+        await balance_transactions.insert_many(conn, list(self.transactions.values()))
+        await stripe_events.insert(conn, self.feed)
+        self.transactions, self.feed = {}, []
+
+
 async def apply_all(
-    conn: asyncpg.Connection, events: Sequence[RecordedEvent], feed: list[tuple[Any, ...]] | None = None
+    conn: asyncpg.Connection, events: Sequence[RecordedEvent], deferred: Deferred | None = None
 ) -> Rows:
     """Apply events in the order given, one command at a time, every projection in turn, exactly as
     the inline path did when the command committed. Returns the rows the last command's projections
-    wrote, so its response needs no second read. With `feed`, the event feed's rows are appended to it
-    instead of inserted: a group commit inserts those of all its commands at once before it commits
-    (nothing in a command's transaction reads the feed)."""
+    wrote, so its response needs no second read. With `deferred` (a group commit), new balance
+    transactions and feed rows are kept there and inserted once for the whole batch."""
     rows: Rows = {}
     for _, group in groupby(events, key=command_of):
         batch = list(group)
         rows = {}
-        for projection in INLINE_PROJECTIONS:
-            if projection is stripe_events and feed is not None:
-                feed.extend(await stripe_events.feed_rows(conn, batch, rows))
-            else:
+        if deferred is None:
+            for projection in INLINE_PROJECTIONS:
                 await projection.apply(conn, batch, rows)
+            continue
+        await customers.apply(conn, batch, rows)
+        await balance_transactions.apply(conn, batch, rows, deferred.transactions)
+        deferred.feed.extend(await stripe_events.feed_rows(conn, batch, rows))
     return rows
 
 

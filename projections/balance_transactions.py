@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from projections.sql import JSON_NULL, Rows, assign, statement
+from projections.sql import JSON_NULL, Rows, assign, json_text, statement
 from service.store.base import RecordedEvent
 
 TABLES = ("balance_transactions",)
@@ -82,13 +82,47 @@ def fold(state: dict[str, dict[str, Any]], event: RecordedEvent) -> tuple[str, d
     return None
 
 
-async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
+async def apply(
+    conn: asyncpg.Connection,
+    events: Sequence[RecordedEvent],
+    rows: Rows,
+    pending: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """With `pending` (a group commit), new rows are kept there, in memory, and inserted by
+    `insert_many` with the rest of the batch's before it commits; an update of a pending row is
+    applied to it in memory (fold's logic). No other statement of the batch reads these rows."""
     for event in events:
         if event.event_type == "BalanceAdjusted":
             row = new_row(event)
+            if pending is not None:
+                pending[row["id"]] = rows[(TABLE, row["id"])] = row
+                continue
             sql, values = statement.insert(TABLE, row, JSONB_COLUMNS)
             rows[(TABLE, row["id"])] = await conn.fetchrow(sql, *values)
         elif event.event_type == "BalanceTransactionUpdated":
-            sql, values = statement.update(TABLE, assignments(event), JSONB_COLUMNS)
             transaction_id = event.data["transaction_id"]
+            if pending is not None and transaction_id in pending:
+                updated = assign(pending[transaction_id], assignments(event))
+                pending[transaction_id] = rows[(TABLE, transaction_id)] = updated
+                continue
+            sql, values = statement.update(TABLE, assignments(event), JSONB_COLUMNS)
             rows[(TABLE, transaction_id)] = await conn.fetchrow(sql, transaction_id, *values)
+
+
+INSERT_MANY = f"""
+INSERT INTO {TABLE} ({", ".join(COLUMNS)})
+SELECT id, customer_id, account, livemode, position, version, type, amount, currency, ending_balance,
+       description, metadata::jsonb, created
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::bigint[], $6::bigint[], $7::text[],
+            $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[])
+     AS u({", ".join(COLUMNS)})
+"""
+
+
+async def insert_many(conn: asyncpg.Connection, new_rows: Sequence[dict[str, Any]]) -> None:
+    """New rows (those a group commit kept in memory) in one INSERT."""
+    if not new_rows:
+        return
+    columns = [[row[name] for row in new_rows] for name in COLUMNS]
+    columns[COLUMNS.index("metadata")] = [json_text(row["metadata"]) for row in new_rows]
+    await conn.execute(INSERT_MANY, *columns)

@@ -10,8 +10,9 @@ A shared transaction costs fewer round trips per command, not only fewer commits
 statement that takes every lock of the batch (idempotency keys and streams, in one global order, so
 batches cannot deadlock each other) and reads their idempotency records and stream heads; each command
 then decides on the head its predecessor in the batch left (PostgresSession + BatchState), appends and
-projects (3 statements for AdjustBalance); the event feed rows and the idempotency records of the
-whole batch are inserted in one statement each before the COMMIT. A repeated idempotency key inside one batch replays the first's record.
+updates the customer row (2 statements for AdjustBalance); the new balance transactions, the event
+feed rows and the idempotency records of the whole batch are inserted in one statement each before
+the COMMIT (projections.Deferred: nothing in the batch reads them back from the tables). A repeated idempotency key inside one batch replays the first's record.
 
 No savepoints: they would cost two round trips per command. A command that fails cleanly (a
 rejection or conflict raised before it wrote anything, with no statement error) simply leaves the

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections import apply_all, stripe_events
+from projections import Deferred, apply_all
 from projections.sql import Rows
 from service.store.base import (
     GENESIS_HASH,
@@ -189,7 +189,7 @@ class BatchState:
     records: dict[IdempotencyScope, IdempotencyRecord | None] = field(default_factory=dict)
     heads: dict[str, StreamHead | None] = field(default_factory=dict)
     unsaved: list[IdempotencyRecord] = field(default_factory=list)
-    feed: list[tuple[Any, ...]] = field(default_factory=list)  # event feed rows, inserted at the end
+    deferred: Deferred = field(default_factory=Deferred)  # projection rows inserted at the end
 
     async def begin(
         self,
@@ -216,9 +216,9 @@ class BatchState:
                 self.records[(row["account"], row["livemode"], row["key"])] = record_of(row)
 
     async def finish(self, conn: asyncpg.Connection) -> None:
-        """The writes the commands of the batch left for the end: event feed rows, idempotency records."""
-        await stripe_events.insert(conn, self.feed)
-        self.feed = []
+        """The writes the commands of the batch left for the end: new balance transactions, event feed
+        rows, idempotency records."""
+        await self.deferred.insert(conn)
         await self.save_records(conn)
 
     async def save_records(self, conn: asyncpg.Connection) -> None:
@@ -323,7 +323,7 @@ class PostgresSession:
             for item, version, digest, _ in links
         ]
         try:
-            self.rows = await apply_all(self.conn, recorded, self.batch.feed if self.batch else None)
+            self.rows = await apply_all(self.conn, recorded, self.batch.deferred if self.batch else None)
         except asyncpg.UniqueViolationError as error:
             raise DuplicateKey(str(error)) from error
         return recorded

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from domain.customer import AdjustBalance, CreateCustomer
+from domain.customer import AdjustBalance, CreateCustomer, UpdateBalanceTransaction
 from domain.errors import DomainError, InvalidParameter
 from domain.values import Profile
 from service.group_commit import GroupCommitter
@@ -182,4 +182,30 @@ async def test_an_invalid_command_raises_without_a_transaction(big_pool: asyncpg
     committer = GroupCommitter(store, lanes=2)
     with pytest.raises(InvalidParameter):
         await execute(store, adjust("cus_none", 1, amount=0), context(1), committer=committer)
+    await committer.close()
+
+
+async def test_a_balance_transaction_created_and_updated_in_one_batch(big_pool: asyncpg.Pool) -> None:
+    # Clients only learn a transaction's id from the committed response, but nothing stops a caller of
+    # the handler from sending both at once: the update must see the row the batch keeps in memory.
+    store = PostgresEventStore(big_pool)
+    committer = GroupCommitter(store, lanes=1)
+    await create(store, "cus_upd")
+    update = UpdateBalanceTransaction(
+        customer_id="cus_upd", occurred_at=T0 + 2, transaction_id="cbtxn_g000001", description="corrected"
+    )
+    first, second = await asyncio.gather(
+        execute(store, adjust("cus_upd", 1), context(1), committer=committer),
+        execute(store, update, context(2), committer=committer),
+    )
+    assert [event.event_type for event in first.events + second.events] == [
+        "BalanceAdjusted",
+        "BalanceTransactionUpdated",
+    ]
+    assert first.events[0].tx_id == second.events[0].tx_id  # one shared transaction
+    row = await big_pool.fetchrow(
+        "SELECT amount, description FROM balance_transactions WHERE id = 'cbtxn_g000001'"
+    )
+    assert (row["amount"], row["description"]) == (100, "corrected")
+    assert await compare_projections(big_pool) == []
     await committer.close()
