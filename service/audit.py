@@ -963,7 +963,7 @@ async def check_drift(
             rows: dict[str, int] = {}
             try:
                 bulk = await bulk_replay(pool, conn, schema, progress=replay_progress)
-                await add_shadow_indexes(conn, schema, source)
+                await add_shadow_indexes(conn, schema, source, pool=pool)
                 async with conn.transaction(isolation="repeatable_read"):
                     tail = await replay_tail(conn, schema, source, bulk.cursor)
                     for table in PROJECTION_TABLES:

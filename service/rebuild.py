@@ -41,7 +41,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,33 +179,63 @@ async def create_shadow_tables(
             await add_shadow_indexes(conn, schema, source_schema)
 
 
-async def add_shadow_indexes(conn: asyncpg.Connection, schema: str, source_schema: str) -> None:
-    """The live tables' indexes, index-backed constraints and foreign keys on the shadow tables."""
+async def add_shadow_indexes(
+    conn: asyncpg.Connection, schema: str, source_schema: str, *, pool: asyncpg.Pool | None = None
+) -> None:
+    """The live tables' indexes, index-backed constraints and foreign keys on the shadow tables. With a
+    `pool`, the index builds (the long part after a bulk load) run on two connections at once; the
+    constraints then adopt their indexes (`ADD CONSTRAINT ... USING INDEX`, no second build)."""
     target = quote_ident(schema)
-    async with conn.transaction():
-        # in-memory sorts for the index builds of a bulk-loaded table (the default is 64 MB)
-        await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        for table in PROJECTION_TABLES:
-            live = f"{quote_ident(source_schema)}.{quote_ident(table)}"
-            shadow = f"{target}.{quote_ident(table)}"
-            for index in await conn.fetch(SQL_INDEXES, live):
-                if index["constraint_name"] is not None:
-                    await conn.execute(
-                        f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(index['constraint_name'])} "
-                        f"{index['constraint_def']}"
+    builds: list[str] = []
+    finish: list[str] = []
+    for table in PROJECTION_TABLES:
+        live = f"{quote_ident(source_schema)}.{quote_ident(table)}"
+        shadow = f"{target}.{quote_ident(table)}"
+        for index in await conn.fetch(SQL_INDEXES, live):
+            constraint, definition = index["constraint_name"], index["constraint_def"]
+            kind = next(
+                (k for k in ("PRIMARY KEY", "UNIQUE") if (definition or "").startswith(k + " (")), None
+            )
+            if constraint is not None and (kind is None or "DEFERRABLE" in definition):
+                finish.append(f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(constraint)} {definition}")
+                if constraint != index["name"]:
+                    finish.append(
+                        f"ALTER INDEX {target}.{quote_ident(constraint)} RENAME TO {quote_ident(index['name'])}"
                     )
-                    if index["constraint_name"] != index["name"]:
-                        await conn.execute(
-                            f"ALTER INDEX {target}.{quote_ident(index['constraint_name'])} "
-                            f"RENAME TO {quote_ident(index['name'])}"
-                        )
-                else:
-                    await conn.execute(retarget_index(index["def"], live, shadow))
-            for foreign_key in await conn.fetch(SQL_FOREIGN_KEYS, live):
-                await conn.execute(
-                    f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(foreign_key['conname'])} "
-                    f"{foreign_key['def']}"
+                continue
+            builds.append(retarget_index(index["def"], live, shadow))
+            if constraint is not None:
+                finish.append(
+                    f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(constraint)} {kind} "
+                    f"USING INDEX {quote_ident(index['name'])}"
                 )
+                if constraint != index["name"]:  # USING INDEX renames the index after the constraint
+                    finish.append(
+                        f"ALTER INDEX {target}.{quote_ident(constraint)} RENAME TO {quote_ident(index['name'])}"
+                    )
+        for foreign_key in await conn.fetch(SQL_FOREIGN_KEYS, live):
+            finish.append(
+                f"ALTER TABLE {shadow} ADD CONSTRAINT {quote_ident(foreign_key['conname'])} {foreign_key['def']}"
+            )
+    queue = list(reversed(builds))
+
+    async def build(connection: asyncpg.Connection) -> None:
+        # in-memory sorts for the index builds of a bulk-loaded table (the default is 64 MB)
+        await connection.execute("SET maintenance_work_mem = '256MB'")
+        try:
+            while queue:
+                await connection.execute(queue.pop())
+        finally:
+            await connection.execute("RESET maintenance_work_mem")
+
+    if pool is not None and pool.get_max_size() >= 2 and len(builds) > 1:
+        async with pool.acquire() as other:
+            await asyncio.gather(build(conn), build(other))
+    else:
+        await build(conn)
+    async with conn.transaction():
+        for statement in finish:
+            await conn.execute(statement)
 
 
 def retarget_index(definition: str, live: str, shadow: str) -> str:
@@ -428,7 +458,8 @@ async def _bulk_replay(
 
     cursor, total = GlobalCursor(), 0
     carry: list[RecordedEvent] = []
-    async with pool.acquire() as copier:
+    alone = pool.get_max_size() < 2  # one connection: no overlap between reading and copying
+    async with nullcontext(conn) if alone else pool.acquire() as copier:
         copying: asyncio.Future[Any] | None = None
         fetching: asyncio.Future[Any] | None = None
 
@@ -441,7 +472,7 @@ async def _bulk_replay(
                 full = len(rows) == batch_size
                 if rows:
                     cursor = GlobalCursor(rows[-1][1], rows[-1][0])
-                if full:
+                if full and not alone:  # the server reads the next batch meanwhile
                     fetching = asyncio.ensure_future(
                         conn.fetch(query, cursor.tx_id, cursor.position, batch_size)
                     )
@@ -451,10 +482,17 @@ async def _bulk_replay(
                     if copying is not None:
                         await copying
                     copying = asyncio.ensure_future(copy(FEED_TABLE, FEED_COLUMNS, feed))
+                    if alone:
+                        await copying
+                        copying = None
                 if progress is not None:
                     progress(total)
-                if fetching is None:
+                if not full:
                     break
+                if fetching is None:
+                    fetching = asyncio.ensure_future(
+                        conn.fetch(query, cursor.tx_id, cursor.position, batch_size)
+                    )
                 rows, fetching = await fetching, None
             if copying is not None:
                 await copying
@@ -488,7 +526,7 @@ async def rebuild(
             bulk = await bulk_replay(
                 pool, conn, REBUILD_SCHEMA, progress=progress, batch_size=batch_size or BULK_BATCH
             )
-            await add_shadow_indexes(conn, REBUILD_SCHEMA, source)
+            await add_shadow_indexes(conn, REBUILD_SCHEMA, source, pool=pool)
             batch_size = batch_size or BATCH_SIZE
             # what was appended meanwhile, through the live path on the indexed tables, writers going on
             more = await replay_into(
@@ -581,7 +619,7 @@ async def compare_projections(pool: asyncpg.Pool, *, limit: int = 20) -> list[st
             source = await live_schema(conn)
             await create_shadow_tables(conn, schema, source, indexes=False)
             bulk = await bulk_replay(pool, conn, schema)
-            await add_shadow_indexes(conn, schema, source)
+            await add_shadow_indexes(conn, schema, source, pool=pool)
             async with conn.transaction(isolation="repeatable_read"):
                 await replay_tail(conn, schema, source, bulk.cursor)
                 differences: list[str] = []

@@ -365,3 +365,26 @@ async def test_one_rebuild_at_a_time(pool: asyncpg.Pool) -> None:
                 await rebuild(pool)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK_ID)
+
+
+async def test_bulk_replay_with_a_single_connection_and_without_canonical_bytes(
+    pool: asyncpg.Pool, db_url: str
+) -> None:
+    """The bulk replay reads and copies on one connection when the pool has only one, and reads the
+    documents from the columns for events appended before migration 0006 (no canonical bytes)."""
+    store = PostgresEventStore(pool)
+    await random_history(store, 120, seed=5)
+    before, schema_before = await dump(pool), await schema_snapshot(pool)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        await conn.execute("UPDATE events SET canonical = NULL WHERE position % 3 = 0")
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+    single = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        assert await compare_projections(single) == []
+        report = await rebuild(single, batch_size=7)
+    finally:
+        await single.close()
+    assert report.events == await pool.fetchval("SELECT count(*) FROM events")
+    assert await dump(pool) == before
+    assert await schema_snapshot(pool) == schema_before
