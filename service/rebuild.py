@@ -138,10 +138,13 @@ class RebuildReport:
     swap_attempts: int = 0
     seconds: float = 0.0
     swap_seconds: float = 0.0
+    load_seconds: float = 0.0  # bulk: read, fold, COPY
+    index_seconds: float = 0.0  # bulk: index builds after the load
 
     def __str__(self) -> str:
         return (
             f"rebuilt {', '.join(self.tables)} from {self.events} events in {self.seconds:.2f} s "
+            f"(load {self.load_seconds:.2f} s, indexes {self.index_seconds:.2f} s) "
             f"({self.bulk_events} in bulk, {self.swap_events} while swapping; writers blocked "
             f"{self.swap_seconds * 1000:.0f} ms; {self.swap_attempts} swap attempt(s))"
         )
@@ -523,10 +526,14 @@ async def rebuild(
         try:
             source = await live_schema(conn)
             await create_shadow_tables(conn, REBUILD_SCHEMA, source, indexes=False)
+            phase = time.monotonic()
             bulk = await bulk_replay(
                 pool, conn, REBUILD_SCHEMA, progress=progress, batch_size=batch_size or BULK_BATCH
             )
+            report.load_seconds = time.monotonic() - phase
+            phase = time.monotonic()
             await add_shadow_indexes(conn, REBUILD_SCHEMA, source, pool=pool)
+            report.index_seconds = time.monotonic() - phase
             batch_size = batch_size or BATCH_SIZE
             # what was appended meanwhile, through the live path on the indexed tables, writers going on
             more = await replay_into(
