@@ -1,10 +1,12 @@
 """Group commit: concurrent commands share one transaction, so one COMMIT (one WAL flush) serves many.
 
-Commands are routed to a lane by their stream; each lane runs one transaction at a time holding every
-command queued in it when the previous transaction ended (up to MAX_BATCH). Commands on one stream
-thus always meet in the same lane, in arrival order, and a hot customer's commands queue in memory
-instead of each holding a pooled connection while waiting on the stream's advisory lock in
-PostgreSQL. With one command queued, a lane runs it exactly as the ungrouped path does.
+Each lane runs one transaction at a time holding every command queued in it when the previous
+transaction ended (up to MAX_BATCH). A command goes to the lane its stream's other commands are in,
+else to the least loaded lane: commands on one stream meet in one lane, in arrival order (a hot
+customer's commands queue in memory instead of each holding a pooled connection while waiting on the
+stream's advisory lock in PostgreSQL); commands on different streams run in parallel on idle lanes and
+only share transactions when every lane is busy. With one command queued, a lane runs it exactly as
+the ungrouped path does.
 
 A shared transaction costs fewer round trips per command, not only fewer commits: it begins with one
 statement that takes every lock of the batch (idempotency keys and streams, in one global order, so
@@ -71,16 +73,40 @@ class GroupCommitter:
         self.lanes: list[deque[Queued]] = [deque() for _ in range(lanes)]
         self.drains: list[asyncio.Task[None] | None] = [None] * lanes
         self.metrics = metrics
+        self.load = [0] * lanes  # commands waiting for, or inside, each lane's transactions
+        self.streams: dict[str, list[int]] = {}  # stream -> [its lane, its commands in it]
+
+    def lane_for(self, stream_id: str) -> int:
+        """The lane a stream's commands are already in, else the least loaded one: commands on
+        different streams spread over idle lanes (and run at once), a stream's commands stay in one
+        lane (in order, grouped), and only when every lane is busy do different streams share."""
+        entry = self.streams.get(stream_id)
+        if entry is None:
+            lane = min(range(len(self.load)), key=self.load.__getitem__)
+            entry = self.streams[stream_id] = [lane, 0]
+        entry[1] += 1
+        self.load[entry[0]] += 1
+        return entry[0]
+
+    def leave(self, stream_id: str, lane: int) -> None:
+        self.load[lane] -= 1
+        entry = self.streams[stream_id]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self.streams[stream_id]
 
     async def run(self, claims: Claims, request_id: str, body: Body) -> Any:
         """Run `body` in a transaction shared with other commands queued on the same lane; return
         its result once that transaction has committed, or raise what it raised."""
-        lane = hash(claims.stream_id) % len(self.lanes)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.lanes[lane].append(Queued(claims, request_id, body, future))
-        if self.drains[lane] is None:
-            self.drains[lane] = asyncio.create_task(self.drain(lane))
-        return await future
+        lane = self.lane_for(claims.stream_id)
+        try:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self.lanes[lane].append(Queued(claims, request_id, body, future))
+            if self.drains[lane] is None:
+                self.drains[lane] = asyncio.create_task(self.drain(lane))
+            return await future
+        finally:
+            self.leave(claims.stream_id, lane)
 
     async def close(self) -> None:
         for task in self.drains:

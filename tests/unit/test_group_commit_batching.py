@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
-from service.group_commit import MAX_BATCH, Queued, take_batch
+from service.group_commit import MAX_BATCH, GroupCommitter, Queued, take_batch
 from service.handler import Claims
+from service.store.postgres import PostgresEventStore
 
 
 async def body(session: Any) -> None:
@@ -52,3 +53,16 @@ async def test_at_most_max_batch_commands_and_cancelled_callers_are_dropped() ->
     assert len(batch) == MAX_BATCH
     assert items[0] not in batch
     assert len(queue) == 4
+
+
+def test_streams_spread_over_idle_lanes_and_a_streams_commands_share_one() -> None:
+    committer = GroupCommitter(cast(PostgresEventStore, None), lanes=3)
+    a1, b1, c1 = committer.lane_for("cus_a"), committer.lane_for("cus_b"), committer.lane_for("cus_c")
+    assert sorted((a1, b1, c1)) == [0, 1, 2]  # three streams, three idle lanes
+    assert committer.lane_for("cus_a") == a1  # while cus_a has commands in a lane, it stays there
+    assert committer.load[a1] == 2
+    committer.leave("cus_b", b1)
+    assert committer.lane_for("cus_d") == b1  # the least loaded lane
+    committer.leave("cus_a", a1)
+    committer.leave("cus_a", a1)
+    assert "cus_a" not in committer.streams and committer.load[a1] == 0
