@@ -424,7 +424,10 @@ async def check_chains(
         }
         async with local_settings(conn, settings):
             phase = time.monotonic()
-            rows = await conn.fetch(SQL_CHAIN_LINKS)
+            # The settings shape the plan, and a connection caches the plan of a statement it prepared
+            # before: one statement text per setting.
+            tag = f"\n-- {workers} process(es)"
+            rows = await conn.fetch(SQL_CHAIN_LINKS + tag)
             assert suspects is not None
             suspects.update(row[0] for row in rows)
             stats["links_seconds"] = round(time.monotonic() - phase, 3)
@@ -433,7 +436,7 @@ async def check_chains(
             phase = time.monotonic()
             try:
                 async with conn.transaction():  # a savepoint: bytes that are not JSON fail the statement
-                    rows = await conn.fetch(SQL_CHAIN_COLUMNS)
+                    rows = await conn.fetch(SQL_CHAIN_COLUMNS + tag)
                 suspects.update(row[0] for row in rows)
             except asyncpg.DataError:  # invalid UTF-8 or JSON (class 22)
                 suspects = None
