@@ -7,34 +7,17 @@ generated log of N events.
 It creates a fresh database `ledger_bench_<random>` next to DATABASE_URL's, migrates it, and writes a
 realistic log straight into `events` with COPY: customers (default 10 events each: one CustomerCreated,
 one CustomerUpdated, the rest BalanceAdjusted) interleaved round-robin, one event per writing
-transaction, hashes chained by the real code (service.store.base.prepare + chain_events), so `ledger
-verify` passes on it. Transaction ids: the script first burns as many real xids as it needs (a
+transaction, hashes and canonical bytes chained by the real code (service.store.base.prepare + chain_links), so
+`ledger verify` passes on it. Transaction ids: the script first burns as many real xids as it needs (a
 procedure committing empty transactions), then stamps those (committed) ids on the rows, so the
 gap-safe readers see every event. The projections are then built by the timed `rebuild`.
 
 Targets (issue #4): chain verification >= 1,000,000 events/s, rebuild <= 10 s, export >= 200,000
 events/s, all at 1,000,000 events.
 
-Measured (2026-11-22; 2 vCPU VM shared with other test runs, load average 2-6; PostgreSQL 15 on the same
-machine, shared_buffers 128 MB; 1,000,000 events / 100,000 streams, events table 924 MB):
-
-    chains, 1 reader            11.0 s      91,000 events/s   (100k events: 40-58k/s under load)
-    chains, 2 readers           11.6 s      86,000 events/s   (100k events, in cache: 89k/s, 2.2x)
-    digest                       4.5 s     224,000 events/s
-    export (to /dev/null)       11.4 s      88,000 events/s
-    stream heads + invariants   19.1 s      52,000 events/s
-    rebuild (100k events)       59-81 s    1,200-1,700 events/s  (1M not run: ~10 min extrapolated)
-
-What limits them (profiled): the server's jsonb -> text conversion alone costs 5 us per event here
-(`SELECT sum(length(data::text || metadata::text))` over 1M rows: 5.0-5.9 s), and every reader of the
-documents pays it; the 924 MB table does not fit shared_buffers, and the chain check reads it in
-(stream_id, stream_version) order, i.e. randomly. On the client, asyncpg decodes a row in 1.6 us and
-re-deriving the canonical bytes + SHA-256 costs 3.2 us (msgspec decode x2, sorted encode, hashlib);
-Python's sha256 alone tops out near 1.07M/s. So 1M events/s of chain verification is out of reach for
-any verifier that re-derives canonical bytes from jsonb on 2 cores; it needs the canonical bytes stored
-(bytea, hashed as is) and more cores. Export is server-bound the same way (a COPY-based variant that
-builds the lines in SQL measured the same ~79k/s, with the client 85% idle). Rebuild is round-trip
-bound (several statements per event; service/rebuild.py, not this module).
+Results, and what limits each (measured, with the machine, date and commit): bench/AUDIT_RESULTS.md.
+Chain verification prints its two phases: the links (sha256 over the stored canonical bytes, in the
+server) and the proof that the columns agree with those bytes.
 """
 
 from __future__ import annotations
