@@ -209,7 +209,12 @@ SELECT stream_id, stream_version, event_id, event_type, schema_version, {RECORDE
        data::text, metadata::text, hash, canonical
 FROM events WHERE $1::text[] IS NULL OR stream_id = ANY ($1::text[]) ORDER BY stream_id, stream_version
 """
-SQL_CHAIN_COUNTS = "SELECT count(*), count(*) FILTER (WHERE stream_version = 1) FROM events"
+SQL_CHAIN_COUNTS = """
+SELECT count(*), count(*) FILTER (WHERE stream_version = 1), count(*) FILTER (WHERE canonical IS NULL)
+FROM events
+"""
+# Past this many streams to walk, walking them all is cheaper than naming them.
+WALK_ALL_ABOVE = 10_000
 # The set-based checks below rely on (stream_id, stream_version) being unique; without that key (a
 # superuser could drop it), every stream is walked row by row instead.
 SQL_CHAIN_KEY_HOLDS = """
@@ -222,7 +227,7 @@ SELECT EXISTS (SELECT 1 FROM pg_constraint
 # that does not hash, a missing predecessor, or an event without canonical bytes (appended before
 # migration 0006).
 SQL_CHAIN_LINKS = """
-SELECT e.stream_id FROM events e
+SELECT DISTINCT e.stream_id FROM events e
 LEFT JOIN events p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1
 WHERE e.canonical IS NULL
    OR (p.stream_id IS NULL AND e.stream_version <> 1)
@@ -233,7 +238,7 @@ WHERE e.canonical IS NULL
 # as jsonb: the same documents, whatever the key order; numbers compare by value, so 1 and 1.0 are
 # equal here). Streams with a disagreeing event need the row-by-row walk, which names it.
 SQL_CHAIN_COLUMNS = f"""
-SELECT stream_id FROM events
+SELECT DISTINCT stream_id FROM events
 WHERE canonical IS NOT NULL
   AND convert_from(canonical, 'UTF8')::jsonb IS DISTINCT FROM jsonb_build_array(
       stream_id, stream_version, event_id, event_type, schema_version, {RECORDED_US}, data, metadata)
@@ -409,11 +414,11 @@ async def check_chains(
     canonical bytes from its columns (`ChainWalker`), which names each problem exactly as before.
     Timings of the phases are in the stats (links_seconds, columns_seconds, walk_seconds)."""
     started = time.monotonic()
-    total, firsts = await conn.fetchrow(SQL_CHAIN_COUNTS)
+    total, firsts, without_canonical = await conn.fetchrow(SQL_CHAIN_COUNTS)
     walker = ChainWalker(CheckResult("chains"), limit)
     stats: dict[str, Any] = {}
     suspects: set[str] | None = set()  # None: walk everything
-    if total and await conn.fetchval(SQL_CHAIN_KEY_HOLDS):
+    if total and without_canonical < total and await conn.fetchval(SQL_CHAIN_KEY_HOLDS):
         settings = {
             "max_parallel_workers_per_gather": str(max(workers - 1, 0)),
             "work_mem": "128MB",
@@ -445,6 +450,8 @@ async def check_chains(
         suspects = None
     phase = time.monotonic()
     if suspects is None or suspects:
+        if suspects is not None and len(suspects) > WALK_ALL_ABOVE:
+            suspects = None
         streams = None if suspects is None else sorted(suspects)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-chains")
         loop = asyncio.get_running_loop()

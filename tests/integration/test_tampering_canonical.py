@@ -124,3 +124,31 @@ def test_derived_event_ids_are_stable() -> None:
     kind = "customer_balance_transaction.created"
     assert derived_event_id("evt_abc", kind) == "evt_o2XPkKNsgSLYHlpf1V1TTzZF"
     assert derived_event_id("evt_1OtXyz0123456789abcdefgh", kind) == "evt_MbDGvY8WpLeitQuS2vcDIkJ8"
+
+
+async def test_a_log_partly_without_canonical_bytes(pool: asyncpg.Pool) -> None:
+    """Streams holding events from before migration 0006 are walked; the others are checked set-based;
+    an edit is named in either kind."""
+    history = await history_for(pool, seed=46)
+    await tamper(
+        pool,
+        ("UPDATE events SET canonical = NULL WHERE stream_version <= 2 AND hashtext(stream_id) % 2 = 0",),
+    )
+    chains = (await verify(pool, drift=False)).check("chains")
+    assert chains.ok, chains.problems
+    assert (chains.stats["events"], chains.stats["streams"]) == (history.events, len(history.customers))
+    assert 0 < chains.stats["walked_streams"] < len(history.customers)
+    legacy = await pool.fetchrow(
+        "SELECT event_id FROM events WHERE canonical IS NULL AND event_type = 'BalanceAdjusted' LIMIT 1"
+    )
+    current = await pool.fetchrow(
+        """SELECT event_id FROM events WHERE event_type = 'BalanceAdjusted' AND stream_id NOT IN
+           (SELECT stream_id FROM events WHERE canonical IS NULL) LIMIT 1"""
+    )
+    assert legacy is not None and current is not None
+    edit = "UPDATE events SET data = jsonb_set(data, '{description}', '\"edited\"') WHERE event_id = $1"
+    await tamper(pool, (edit, legacy["event_id"]), (edit, current["event_id"]))
+    problems = (await verify(pool, drift=False)).check("chains").problems
+    assert sorted((p.kind, p.event_id) for p in problems) == sorted(
+        [("broken_link", legacy["event_id"]), ("broken_link", current["event_id"])]
+    )
