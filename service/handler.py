@@ -331,19 +331,19 @@ async def execute_attempt(
     respond_error: ErrorResponder | None,
     committer: GroupCommitter | None,
 ) -> Outcome | DomainError:
-    async def body(session: StoreSession) -> Outcome | DomainError:
-        return await attempt_in(session, executable, context, idempotency, respond, respond_error)
-
     stream = stream_known_up_front(executable)
+
+    async def body(session: StoreSession) -> Outcome | DomainError:
+        return await attempt_in(session, executable, context, idempotency, respond, respond_error, stream)
+
     if committer is not None and stream is not None and context.request_id is not None:
-        claims = Claims(stream_id=stream[1], stream_lock_key=stream[0])
-        if idempotency is not None:
-            claims = Claims(
-                stream_id=stream[1],
-                stream_lock_key=stream[0],
-                idempotency_lock_key=idempotency_lock_key(context, idempotency.key),
-                idempotency_scope=(context.account, context.livemode, idempotency.key),
-            )
+        key = idempotency.key if idempotency is not None else None
+        claims = Claims(
+            stream_id=stream[1],
+            stream_lock_key=stream[0],
+            idempotency_lock_key=idempotency_lock_key(context, key) if key is not None else None,
+            idempotency_scope=(context.account, context.livemode, key) if key is not None else None,
+        )
         result: Outcome | DomainError = await committer.run(claims, context.request_id, body)
         return result
     async with store.session() as session:
@@ -357,11 +357,12 @@ async def attempt_in(
     idempotency: IdempotencyRequest | None,
     respond: Responder | None,
     respond_error: ErrorResponder | None,
+    stream: tuple[str, str] | None,
 ) -> Outcome | DomainError:
     """One attempt inside the given transaction. A rejection recorded under an idempotency key is
     returned (the record must commit), any other rejection raised."""
     if idempotency is not None:
-        replay = await find_replay(session, context, idempotency, executable)
+        replay = await find_replay(session, context, idempotency, stream)
         if replay is not None:
             return replay
     try:
@@ -401,15 +402,20 @@ def stream_known_up_front(executable: Executable) -> tuple[str, str] | None:
 
 
 async def find_replay(
-    session: StoreSession, context: RequestContext, idempotency: IdempotencyRequest, executable: Executable
+    session: StoreSession,
+    context: RequestContext,
+    idempotency: IdempotencyRequest,
+    stream: tuple[str, str] | None,
 ) -> Outcome | None:
+    """The recorded outcome of the key, if any. `stream` = (lock key, stream) of a command that locks
+    its stream right after the key (stream_known_up_front): the store may lock and read it now."""
     # Concurrent requests with one key queue here; the later ones then replay the first's result.
     record = await session.lock_and_find_idempotency(
         idempotency_lock_key(context, idempotency.key),
         context.account,
         context.livemode,
         idempotency.key,
-        then_stream=stream_known_up_front(executable),
+        then_stream=stream,
     )
     if record is None:
         return None

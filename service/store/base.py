@@ -210,19 +210,6 @@ def chain_links(
     return links
 
 
-def chain_events(
-    header: StreamHeader,
-    expected_version: int,
-    head_hash: bytes,
-    pending: Sequence[PendingEvent],
-    metadata: EventMetadata,
-    recorded_at_us: int,
-) -> list[tuple[PendingEvent, int, bytes]]:
-    """(event, stream_version, hash) for each pending event, continuing the stream's chain."""
-    links = chain_links(header, expected_version, head_hash, pending, metadata, recorded_at_us)
-    return [(link.event, link.version, link.hash) for link in links]
-
-
 class StreamHead(msgspec.Struct, frozen=True, kw_only=True):
     """A stream's current version, chain head and snapshot (the folded state's JSON, if stored)."""
 
@@ -270,7 +257,8 @@ class StoreSession(Protocol):
     ) -> IdempotencyRecord | None:
         """`lock(lock_key)`, then the key's record as committed by the previous lock holder. With
         `then_stream=(lock_key, stream_id)` and no record found, a store may also do that stream's
-        `lock_and_read_head` now (one round trip for both); the session's later call returns it."""
+        `lock_and_read_head` now (one round trip for both); the session's later call returns it.
+        Callers lock a stream under one key only (service/handler.stream_lock_key)."""
 
     async def save_idempotency(self, record: IdempotencyRecord) -> None: ...
 

@@ -23,7 +23,7 @@ from service.store.base import (
     StreamHead,
     StreamHeader,
     WrongExpectedVersion,
-    chain_events,
+    chain_links,
 )
 
 ExternalKey = tuple[str, bool, str]
@@ -82,7 +82,7 @@ class MemorySession:
         head = current[-1].hash if current else GENESIS_HASH
         metadata_doc = msgspec.to_builtins(metadata)
         recorded = []
-        for item, version, digest in chain_events(
+        for item, version, digest, _ in chain_links(
             header, expected_version, head, events, metadata, recorded_at_us
         ):
             recorded.append(

@@ -93,8 +93,8 @@ SELECT account, livemode, key, method, path, params_hash, params::text AS params
 FROM ledger_lock_and_find_idempotency($1, $2, $3, $4)
 """
 SQL_BEGIN_COMMAND = """
-SELECT record_found, method, path, params_hash, params, status, response, request_id,
-       stream_locked, version, head_hash, snapshot
+SELECT record_found, $2::text AS account, $3::boolean AS livemode, $4::text AS key, method, path,
+       params_hash, params, status, response, request_id, stream_locked, version, head_hash, snapshot
 FROM ledger_begin_command($1, $2, $3, $4, $5, $6)
 """
 SQL_BEGIN_BATCH = """
@@ -243,8 +243,9 @@ class PostgresSession:
         self.batch = batch  # set when the session is one command of a group-commit transaction
         self.rows: Rows = {}  # what the inline projections wrote for the last append
         self.writes = 0  # writing statements attempted (service/group_commit.py needs to know)
-        # Heads read (and locked) by lock_and_find_idempotency(then_stream=...); None = no stream yet.
-        self.locked_heads: dict[tuple[str, str], StreamHead | None] = {}
+        # Stream heads read under the stream's lock in this transaction (None = no stream yet), kept
+        # current by append; shared by every command of a group-commit transaction.
+        self.heads: dict[str, StreamHead | None] = batch.heads if batch is not None else {}
 
     async def lock(self, key: str) -> None:
         # Advisory locks take no transaction id, so the first real write still fixes the xid.
@@ -254,11 +255,11 @@ class PostgresSession:
         return [row_to_event(row) for row in await self.conn.fetch(SQL_LOAD, stream_id)]
 
     async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
-        if self.batch is not None and stream_id in self.batch.heads:  # locked when the batch began
-            return self.batch.heads[stream_id]
-        if (lock_key, stream_id) in self.locked_heads:  # locked and read in this transaction already
-            return self.locked_heads.pop((lock_key, stream_id))
-        return head_of(await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id))
+        if stream_id not in self.heads:
+            self.heads[stream_id] = head_of(
+                await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id)
+            )
+        return self.heads[stream_id]
 
     async def append(
         self,
@@ -300,10 +301,8 @@ class PostgresSession:
         )
         if not rows:
             raise WrongExpectedVersion(header.stream_id, expected_version)
-        if self.batch is not None:  # the next command of the batch on this stream starts from here
-            self.batch.heads[header.stream_id] = StreamHead(
-                version=new_version, head_hash=new_head, snapshot=snapshot
-            )
+        # The next command on this stream in the transaction (a group commit) starts from here.
+        self.heads[header.stream_id] = StreamHead(version=new_version, head_hash=new_head, snapshot=snapshot)
         placed = {row["stream_version"]: (row["position"], row["tx_id"]) for row in rows}
         metadata_doc = msgspec.to_builtins(metadata)
         recorded = [
@@ -359,21 +358,8 @@ class PostgresSession:
             return record_of(row)
         row = await self.conn.fetchrow(SQL_BEGIN_COMMAND, lock_key, account, livemode, key, *then_stream)
         if row["stream_locked"]:
-            self.locked_heads[then_stream] = head_of(row) if row["version"] is not None else None
-        if not row["record_found"]:
-            return None
-        return IdempotencyRecord(
-            account=account,
-            livemode=livemode,
-            key=key,
-            method=row["method"],
-            path=row["path"],
-            params_hash=bytes(row["params_hash"]),
-            params=msgspec.json.decode(row["params"]),
-            status=row["status"],
-            response=bytes(row["response"]),
-            request_id=row["request_id"],
-        )
+            self.heads[then_stream[1]] = head_of(row) if row["version"] is not None else None
+        return record_of(row) if row["record_found"] else None
 
     async def row(self, table: str, key: str) -> Any:
         """A projection row this session just wrote, else the stored one (tables: customers,
