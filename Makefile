@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,dev]'
 	@touch $@
 
 lint: .venv
@@ -23,10 +23,10 @@ lint: .venv
 	$(BIN)/mypy
 
 test: .venv lint
-	$(BIN)/python -m service.pgserver run -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m ledgerd.service.pgserver run -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 serve: .venv
-	$(BIN)/ledger dev
+	$(BIN)/ledgerd dev
 
 bench: .venv
 	$(BIN)/python -m bench.run

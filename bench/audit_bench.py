@@ -8,7 +8,7 @@ It creates a fresh database `ledger_bench_<random>` next to DATABASE_URL's, migr
 realistic log straight into `events` with COPY: customers (default 10 events each: one CustomerCreated,
 one CustomerUpdated, the rest BalanceAdjusted) interleaved round-robin, one event per writing
 transaction, hashes and canonical bytes chained by the real code (service.store.base.prepare + chain_links), so
-`ledger verify` passes on it. Transaction ids: the script first burns as many real xids as it needs (a
+`ledgerd verify` passes on it. Transaction ids: the script first burns as many real xids as it needs (a
 procedure committing empty transactions), then stamps those (committed) ids on the rows, so the
 gap-safe readers see every event. The projections are then built by the timed `rebuild`.
 
@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from domain.customer import BalanceAdjusted, CustomerChanges, CustomerCreated, CustomerUpdated
-from domain.values import Address, Profile
-from service.audit import (
+from ledgerd.domain.customer import BalanceAdjusted, CustomerChanges, CustomerCreated, CustomerUpdated
+from ledgerd.domain.values import Address, Profile
+from ledgerd.service.audit import (
     check_chains,
     check_invariants,
     check_stream_heads,
@@ -46,10 +46,10 @@ from service.audit import (
     take_digest,
     verify,
 )
-from service.migrate import apply_migrations
-from service.rebuild import rebuild
-from service.store.base import GENESIS_HASH, EventMetadata, StreamHeader, chain_links, prepare
-from service.store.postgres import to_timestamp
+from ledgerd.service.migrate import apply_migrations
+from ledgerd.service.rebuild import rebuild
+from ledgerd.service.store.base import GENESIS_HASH, EventMetadata, StreamHeader, chain_links, prepare
+from ledgerd.service.store.postgres import to_timestamp
 
 T = TypeVar("T")
 ACCOUNT = "acct_bench"

@@ -1,6 +1,6 @@
 # ruff: noqa: ASYNC221, ASYNC230, ASYNC240
 # (an orchestrator: it blocks on purpose between steps; measurements run in threads or subprocesses)
-"""`make bench`: load benchmarks of a real `ledger serve` with same-run baselines (issue 5).
+"""`make bench`: load benchmarks of a real `ledgerd serve` with same-run baselines (issue 5).
 
     .venv/bin/python -m bench.run                 # full run (3 repetitions, ~12-14 minutes)
     .venv/bin/python -m bench.run --quick         # ~2-minute smoke run (1 repetition, short cells)
@@ -13,7 +13,7 @@ What it does, in order:
     synchronous_commit, full_page_writes at their defaults; only shared_buffers, max_wal_size,
     max_connections are raised, as in shared/reference/perf-ceilings.md), or, if DATABASE_URL is set,
     creates fresh databases on that server;
- 3. migrates, creates an API key and starts `ledger serve` (a subprocess, loopback, a free port), and
+ 3. migrates, creates an API key and starts `ledgerd serve` (a subprocess, loopback, a free port), and
     the bare aiohttp + asyncpg baseline app; seeds 10,000 customers through HTTP, copies them into a
     separate database for pgbench, seeds 10,000 accounts for the eventsourcing peer;
  4. runs every cell (scenario x client count), repetition as the outer loop so each repetition's
@@ -100,7 +100,7 @@ SCENARIO_TITLES = {
 }
 SERVICE_KINDS = ("create", "spread", "hot", "retrieve", "list")
 BASELINE_KINDS = ("pgbench", "bare_insert", "bare_select", "peer")
-# The group-commit lever, measured in the same run: a second `ledger serve` with LEDGER_GROUP_COMMIT_LANES=0.
+# The group-commit lever, measured in the same run: a second `ledgerd serve` with LEDGER_GROUP_COMMIT_LANES=0.
 LEVER_KINDS = ("spread_solo", "hot_solo")
 # Order of the cells inside one repetition and client count: each ratio's two sides run next to each other.
 CELL_ORDER = (
@@ -235,8 +235,8 @@ def merge_statements(rows: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def ledger_command() -> list[str]:
-    script = Path(sys.executable).parent / "ledger"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    script = Path(sys.executable).parent / "ledgerd"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ledgerd.service.cli"]
 
 
 def first_line(args: Sequence[str]) -> str:
@@ -729,7 +729,7 @@ class Harness:
             self.info["database"] = "DATABASE_URL (fresh databases on that server, dropped afterwards)"
         else:
             sys.path.insert(0, str(ROOT))
-            from service.pgserver import EmbeddedPostgres
+            from ledgerd.service.pgserver import EmbeddedPostgres
 
             self.pg = EmbeddedPostgres(self.tmp / "pg-cluster", durable=True)
             self.pg_stop = self.pg.stop
@@ -849,7 +849,7 @@ class Harness:
         await self.wait_listening(self.solo, self.solo_port, self.tmp / "solo.stderr")
         self.timings["services"] = time.monotonic() - t0
         log(
-            f"ledger serve pid {self.server.pid} on 127.0.0.1:{self.port}; bare app on :{self.bare_port};"
+            f"ledgerd serve pid {self.server.pid} on 127.0.0.1:{self.port}; bare app on :{self.bare_port};"
             f" group commit off: pid {self.solo.pid} on :{self.solo_port}"
         )
 
@@ -1480,7 +1480,7 @@ class Harness:
                 str(folded),
                 "--pid",
                 str(self.server.pid),
-                "--subprocesses",  # ledger serve --workers N
+                "--subprocesses",  # ledgerd serve --workers N
             ]
             waits: Counter[str] = Counter()
             samples = 0
@@ -1790,10 +1790,10 @@ class Report:
         out: list[str] = []
         out += self.header()
         out += self.targets()
-        out += self.table("Scenarios (through HTTP, `ledger serve`)", SERVICE_KINDS)
+        out += self.table("Scenarios (through HTTP, `ledgerd serve`)", SERVICE_KINDS)
         out += self.table("Baselines (same run, same client counts)", BASELINE_KINDS)
         out += self.table(
-            "Lever: group commit off (same run: a second `ledger serve` with LEDGER_GROUP_COMMIT_LANES=0)",
+            "Lever: group commit off (same run: a second `ledgerd serve` with LEDGER_GROUP_COMMIT_LANES=0)",
             LEVER_KINDS,
         )
         out += self.hot_section()
@@ -1845,7 +1845,7 @@ class Report:
             f"- **Software:** Python {i.get('python')}, "
             + ", ".join(f"{k} {v}" for k, v in i.get("packages", {}).items())
             + f", {i.get('wrk')}, {i.get('pgbench')}.",
-            "- **Service:** `ledger serve` on 127.0.0.1 ("
+            "- **Service:** `ledgerd serve` on 127.0.0.1 ("
             + (f"--workers {s.workers}" if getattr(s, "workers", None) else "one process")
             + f", {i.get('server_loop', 'unknown')} event loop, otherwise default configuration"
             + (f", env {i['ledger_env']}" if i.get("ledger_env") else "")
@@ -2048,7 +2048,7 @@ class Report:
             lines += [
                 "",
                 f"CPU split in AdjustBalance spread at 16 clients (rep {c.rep}), in cores out of {NCPU}:"
-                f" wrk {fmt((c.loadgen_cpu_s or 0) / c.wall_s, 2)}, ledger serve {fmt(c.server_cores, 2)},"
+                f" wrk {fmt((c.loadgen_cpu_s or 0) / c.wall_s, 2)}, ledgerd serve {fmt(c.server_cores, 2)},"
                 f" PostgreSQL {fmt(c.pg_cores, 2)}, everything else on the box {fmt(c.other_cores, 2)}"
                 f" (steal {fmt((c.steal_s or 0) / c.wall_s, 2)}); box busy {fmt_pct(c.box_busy)}. The server"
                 f" process was also runnable but waiting for a core for {fmt_pct((c.server_wait_s or 0) / c.wall_s)}"
@@ -2107,12 +2107,12 @@ class Report:
         analysis = analyse_profile(p.get("folded", ""))
         commands = max(p["commands"], 1)
         lines.append(
-            f"A separate {p['seconds']}s window after the repetitions, with py-spy attached to `ledger serve`"
+            f"A separate {p['seconds']}s window after the repetitions, with py-spy attached to `ledgerd serve`"
             " (`py-spy record --rate 100 --format raw`, which pauses the process for each sample so stacks are whole; collapsed stacks kept in"
             " `bench/profile-adjust-spread-c16.folded`, open them with speedscope or flamegraph.pl),"
             " pg_stat_statements tracking, and pg_stat_activity sampled every 20 ms. Under the profiler:"
             f" {cell.throughput:,.0f} adjustments/s, p50 {fmt_ms(cell.p50_us)} ms, p99 {fmt_ms(cell.p99_us)} ms;"
-            f" ledger serve used {fmt(cell.server_cores, 2)} cores and waited for a core (runnable, not running)"
+            f" ledgerd serve used {fmt(cell.server_cores, 2)} cores and waited for a core (runnable, not running)"
             f" {fmt_pct((cell.server_wait_s or 0) / cell.wall_s)} of the time, PostgreSQL used"
             f" {fmt(cell.pg_cores, 2)} cores, wrk"
             f" {fmt((cell.loadgen_cpu_s or 0) / cell.wall_s, 2)}, other processes {fmt(cell.other_cores, 2)};"
@@ -2229,7 +2229,7 @@ class Report:
             running = cell.server_cores or 0
             waiting = (cell.server_wait_s or 0) / cell.wall_s
             out.append(
-                f"- One `ledger serve` process spends {cpu_ms:.2f} ms of CPU per AdjustBalance (its CPU time over"
+                f"- One `ledgerd serve` process spends {cpu_ms:.2f} ms of CPU per AdjustBalance (its CPU time over"
                 f" the 2xx count). Its event loop was never idle for {fmt_pct(active)} of the window: on a core"
                 f" {fmt_pct(running)}, runnable but waiting for a core {fmt_pct(waiting)}."
                 + (
@@ -2366,7 +2366,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--budget-minutes", type=float, default=15.0, help="stop repeating past this")
     parser.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
-    parser.add_argument("--workers", type=int, help="pass --workers N to ledger serve (default: its own)")
+    parser.add_argument("--workers", type=int, help="pass --workers N to ledgerd serve (default: its own)")
     parser.add_argument(
         "--skip-install", action="store_true", help="never apt-get/pip; fail if a tool is missing"
     )

@@ -15,9 +15,15 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from domain.errors import BalanceOverflow, Conflict, CurrencyMismatch, InvalidParameter, ResourceMissing
-from domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds
-from domain.values import (
+from ledgerd.domain.errors import (
+    BalanceOverflow,
+    Conflict,
+    CurrencyMismatch,
+    InvalidParameter,
+    ResourceMissing,
+)
+from ledgerd.domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds
+from ledgerd.domain.values import (
     PROFILE_FIELDS,
     Address,
     CustomField,

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from domain.customer import EVENT_TYPES, AnyEvent
+from ledgerd.domain.customer import EVENT_TYPES, AnyEvent
 
 Upcaster = Callable[[Mapping[str, Any]], dict[str, Any]]
 

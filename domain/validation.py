@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from msgspec import UNSET
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
     CreateCustomer,
@@ -18,9 +18,9 @@ from domain.customer import (
     UpdateBalanceTransaction,
     UpdateCustomer,
 )
-from domain.errors import InvalidParameter
-from domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds, normalize_currency
-from domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
+from ledgerd.domain.errors import InvalidParameter
+from ledgerd.domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds, normalize_currency
+from ledgerd.domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
 
 MAX_LENGTHS: dict[str, int] = {
     "email": 512,

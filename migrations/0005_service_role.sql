@@ -1,11 +1,11 @@
 -- The role the service runs as: it may append to the log and read it, and maintain the projections,
 -- the stream heads and the idempotency records; it can never UPDATE, DELETE or TRUNCATE `events`
--- (permission denied, before the append-only triggers are even reached). Migrations, `ledger rebuild`,
--- `ledger import` and key management run as the owner of the tables.
+-- (permission denied, before the append-only triggers are even reached). Migrations, `ledgerd rebuild`,
+-- `ledgerd import` and key management run as the owner of the tables.
 --
 -- `ledger_service` is NOLOGIN: operators log in as a member of it, e.g.
 --     CREATE ROLE ledger_app LOGIN PASSWORD '...' IN ROLE ledger_service;
--- and point the service's DATABASE_URL at ledger_app (`ledger serve --no-migrate`).
+-- and point the service's DATABASE_URL at ledger_app (`ledgerd serve --no-migrate`).
 --
 -- Roles are cluster-wide, privileges are per database: the role is created once per cluster (several
 -- databases may run this migration at the same time: the loser of the race finds it created), the

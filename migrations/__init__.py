@@ -1,1 +1,1 @@
-"""Numbered plain-SQL migrations, shipped inside the wheel and applied by `ledger migrate`."""
+"""Numbered plain-SQL migrations, shipped inside the wheel and applied by `ledgerd migrate`."""

@@ -11,9 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from projections import balance_transactions, customers, stripe_events
-from projections.sql import Rows, columns_of
-from service.store.base import RecordedEvent
+from ledgerd.projections import balance_transactions, customers, stripe_events
+from ledgerd.projections.sql import Rows, columns_of
+from ledgerd.service.store.base import RecordedEvent
 
 # Order matters: the event feed renders objects from the rows the first two have just written.
 INLINE_PROJECTIONS = (customers, balance_transactions, stripe_events)

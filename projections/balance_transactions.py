@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from projections.sql import JSON_NULL, Rows, assign, json_text, statement
-from service.store.base import RecordedEvent
+from ledgerd.projections.sql import JSON_NULL, Rows, assign, json_text, statement
+from ledgerd.service.store.base import RecordedEvent
 
 TABLES = ("balance_transactions",)
 TABLE = "balance_transactions"

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from projections.sql import JSON_NULL, Coalesce, Rows, assign, statement
-from service.store.base import RecordedEvent
+from ledgerd.projections.sql import JSON_NULL, Coalesce, Rows, assign, statement
+from ledgerd.service.store.base import RecordedEvent
 
 TABLES = ("customers",)
 TABLE = "customers"

@@ -17,7 +17,7 @@ Rows = dict[tuple[str, str], Any]
 
 def load_queries(sql_file: str) -> dict[str, str]:
     """Statements from a .sql file in this package: each begins with a `-- name: X` line."""
-    text = resources.files("projections").joinpath(sql_file).read_text(encoding="utf-8")
+    text = resources.files("ledgerd.projections").joinpath(sql_file).read_text(encoding="utf-8")
     queries: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in text.splitlines():

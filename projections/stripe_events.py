@@ -19,9 +19,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections.objects import customer_field_value, render_balance_transaction, render_customer
-from projections.sql import Rows, load_queries
-from service.store.base import RecordedEvent
+from ledgerd.projections.objects import customer_field_value, render_balance_transaction, render_customer
+from ledgerd.projections.sql import Rows, load_queries
+from ledgerd.service.store.base import RecordedEvent
 
 TABLES = ("stripe_events",)
 Q = load_queries("stripe_events.sql")

@@ -14,15 +14,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.auth import KeyCache, authenticate
-from service.config import Config
-from service.errors import error_middleware
-from service.group_commit import GroupCommitter
-from service.observability import Metrics, access_middleware, configure_logging
-from service.openapi import openapi_view
-from service.ratelimit import limiter_for, rate_limit_middleware
-from service.routes import routes
-from service.store.postgres import PostgresEventStore
+from ledgerd.service.auth import KeyCache, authenticate
+from ledgerd.service.config import Config
+from ledgerd.service.errors import error_middleware
+from ledgerd.service.group_commit import GroupCommitter
+from ledgerd.service.observability import Metrics, access_middleware, configure_logging
+from ledgerd.service.openapi import openapi_view
+from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
+from ledgerd.service.routes import routes
+from ledgerd.service.store.postgres import PostgresEventStore
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
@@ -51,7 +51,7 @@ def connection_settings(config: Config) -> dict[str, str]:
     connection's first use. Startup-packet values *are* the session defaults, and survive the reset.
     """
     return {
-        "application_name": "ledger",
+        "application_name": "ledgerd",
         "statement_timeout": str(int(config.statement_timeout_ms)),
         "lock_timeout": str(int(config.lock_timeout_ms)),
         "idle_in_transaction_session_timeout": "60000",

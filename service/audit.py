@@ -1,7 +1,7 @@
 """Audit: prove from the log alone that every balance is right and that no event was altered, removed,
 reordered or inserted.
 
-`verify(pool)` (the `ledger verify` command) runs four checks and is clean only if all of them are:
+`verify(pool)` (the `ledgerd verify` command) runs four checks and is clean only if all of them are:
 
 * **chains** - in one REPEATABLE READ snapshot, every stream's events in version order: versions run
   1, 2, 3, ... with no gap, and every stored hash equals sha256(stored hash of the previous event ||
@@ -23,7 +23,7 @@ reordered or inserted.
   projections' row definitions folded in memory, the tail through the live path) and compared with the
   live projections row by row and field by field.
 
-Digest document (`ledger digest`, format "ledger-digest/1"), JSON:
+Digest document (`ledgerd digest`, format "ledger-digest/1"), JSON:
 
     {"format": "ledger-digest/1",
      "database": "<current_database()>",            informational
@@ -40,7 +40,7 @@ Digest document (`ledger digest`, format "ledger-digest/1"), JSON:
 
 Events are final below the horizon and never renumbered, so the same prefix hashes the same forever; a
 later digest extends an earlier one. Checkpoints (at most 32, evenly spaced) only localize a mismatch.
-A full `ledger export` carries the same (tx_id, position) and hashes, so an export can be checked against
+A full `ledgerd export` carries the same (tx_id, position) and hashes, so an export can be checked against
 a digest offline (`verify_export`).
 
 Point in time: `customer_as_of`, `balance_transactions_as_of`, `customer_history` and `balance_at` fold
@@ -70,7 +70,7 @@ import asyncpg
 import msgspec
 from msgspec import UNSET
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     INITIAL_STATE,
     BalanceAdjusted,
     BalanceTransactionUpdated,
@@ -79,10 +79,10 @@ from domain.customer import (
     CustomerState,
     evolve,
 )
-from projections import PROJECTION_TABLES, apply_all
-from projections.objects import render_balance_transaction, render_customer, render_deleted_customer
-from service.store.base import GENESIS_HASH, GlobalCursor, RecordedEvent, canonical_bytes
-from service.store.postgres import EVENT_COLUMNS, row_to_event, to_microseconds, to_timestamp
+from ledgerd.projections import PROJECTION_TABLES, apply_all
+from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from ledgerd.service.store.base import GENESIS_HASH, GlobalCursor, RecordedEvent, canonical_bytes
+from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event, to_microseconds, to_timestamp
 
 
 class Queryable(Protocol):
@@ -948,7 +948,7 @@ async def check_drift(
 ) -> CheckResult:
     """Replay the whole log with service.rebuild's bulk replay (into private tables) and compare every
     projection table with the live one, naming rows and fields."""
-    from service.rebuild import (
+    from ledgerd.service.rebuild import (
         add_shadow_indexes,
         bulk_replay,
         create_shadow_tables,
@@ -1004,7 +1004,7 @@ REPLAY_ERRORS = (asyncpg.PostgresError, LookupError, TypeError, ValueError, Attr
 async def compare_table(
     conn: asyncpg.Connection, source: str, schema: str, table: str, result: CheckResult, limit: int
 ) -> int:
-    from service.rebuild import SQL_PRIMARY_KEY, quote_ident
+    from ledgerd.service.rebuild import SQL_PRIMARY_KEY, quote_ident
 
     live = f"{quote_ident(source)}.{quote_ident(table)}"
     replayed = f"{quote_ident(schema)}.{quote_ident(table)}"
@@ -1756,7 +1756,7 @@ class BalanceAt:
 
 async def balance_at(conn: Queryable, customer_id: str, at_us: int) -> BalanceAt:
     """The customer's balance at an instant (microseconds, inclusive), whatever its account: an
-    operator's tool (`ledger balance-at`)."""
+    operator's tool (`ledgerd balance-at`)."""
     state = fold_stream(await load_stream(conn, customer_id, at_us)).state
     return BalanceAt(
         customer_id=customer_id,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from service.errors import StripeError
-from service.ids import random_token
+from ledgerd.service.errors import StripeError
+from ledgerd.service.ids import random_token
 
 KEY_ALPHABET = string.ascii_letters + string.digits
 PREFIX_LENGTH = 16  # "sk_test_" + 8 characters: enough to name a key, useless to an attacker

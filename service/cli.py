@@ -1,17 +1,17 @@
-"""The `ledger` command.
+"""The `ledgerd` command.
 
-ledger serve [--host H] [--port P] [--no-migrate]   serve the API (DATABASE_URL required)
-ledger dev [--host H] [--port P]                     embedded PostgreSQL in ./.ledger + dev key + serve
-ledger migrate                                       apply pending migrations
-ledger api-keys create --account NAME [--live]       print a new secret key (only the key) on stdout
-ledger api-keys revoke KEY_PREFIX_OR_ID              revoke one key
-ledger rebuild                                       replay the log into fresh projections, swap atomically
-ledger verify [--json] [--digest FILE] [--no-drift]  audit: hash chains, invariants, digest, replay vs projections
-ledger verify --export FILE [--digest FILE] [--json] check an export file offline (no database)
-ledger digest [--output FILE]                        print a digest of the committed log (keep it elsewhere)
-ledger balance-at CUSTOMER_ID --at ISO8601 [--json]  the customer's balance at that instant, from the log
-ledger export [--since TIME] [--customer ID] [--output FILE]   the log as JSON Lines, gap-safe order
-ledger import FILE                                   load an export into an empty store (then verify)
+ledgerd serve [--host H] [--port P] [--no-migrate]   serve the API (DATABASE_URL required)
+ledgerd dev [--host H] [--port P]                     embedded PostgreSQL in ./.ledger + dev key + serve
+ledgerd migrate                                       apply pending migrations
+ledgerd api-keys create --account NAME [--live]       print a new secret key (only the key) on stdout
+ledgerd api-keys revoke KEY_PREFIX_OR_ID              revoke one key
+ledgerd rebuild                                       replay the log into fresh projections, swap atomically
+ledgerd verify [--json] [--digest FILE] [--no-drift]  audit: hash chains, invariants, digest, replay vs projections
+ledgerd verify --export FILE [--digest FILE] [--json] check an export file offline (no database)
+ledgerd digest [--output FILE]                        print a digest of the committed log (keep it elsewhere)
+ledgerd balance-at CUSTOMER_ID --at ISO8601 [--json]  the customer's balance at that instant, from the log
+ledgerd export [--since TIME] [--customer ID] [--output FILE]   the log as JSON Lines, gap-safe order
+ledgerd import FILE                                   load an export into an empty store (then verify)
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from service.auth import create_key, hash_secret, revoke_key
-from service.config import Config
-from service.migrate import MigrationError, migrate
+from ledgerd.service.auth import create_key, hash_secret, revoke_key
+from ledgerd.service.config import Config
+from ledgerd.service.migrate import MigrationError, migrate
 
 DEV_DIR = Path(".ledger")
 DEV_ACCOUNT = "acct_dev"
 
 
 def fail(message: str, code: int = 2) -> int:
-    print(f"ledger: {message}", file=sys.stderr)
+    print(f"ledgerd: {message}", file=sys.stderr)
     return code
 
 
@@ -46,7 +46,7 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         raise SystemExit(
-            fail("DATABASE_URL is not set (or use `ledger dev` / `make serve` for a local database)")
+            fail("DATABASE_URL is not set (or use `ledgerd dev` / `make serve` for a local database)")
         )
     return url
 
@@ -79,7 +79,7 @@ def event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
 
 
 def serve(config: Config, banner: str | None = None, *, reuse_port: bool = False) -> None:
-    from service.app import create_app
+    from ledgerd.service.app import create_app
 
     app = create_app(config)
 
@@ -103,7 +103,7 @@ def serve(config: Config, banner: str | None = None, *, reuse_port: bool = False
 def serve_workers(args: argparse.Namespace, url: str) -> int:
     """N processes sharing the port (SO_REUSEPORT): the kernel spreads connections across them. This
     process supervises; SIGTERM/SIGINT stop every worker gracefully."""
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", args.host, "--port", str(args.port)]
+    command = [sys.executable, "-m", "ledgerd.service.cli", "serve", "--host", args.host, "--port", str(args.port)]
     command += ["--no-migrate", "--workers", "1", "--reuse-port"]
     env = {**os.environ, "DATABASE_URL": url}
     workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
@@ -167,10 +167,13 @@ ledger is serving on {base}  (account {DEV_ACCOUNT}, test mode; Ctrl-C stops it 
 
 
 def command_dev(args: argparse.Namespace) -> int:
-    from service.pgserver import resolve_database_url
+    from ledgerd.service.pgserver import EmbeddedPostgresMissing, resolve_database_url
 
     DEV_DIR.mkdir(exist_ok=True)
-    url, stop = resolve_database_url(DEV_DIR)
+    try:
+        url, stop = resolve_database_url(DEV_DIR)
+    except EmbeddedPostgresMissing as missing:
+        return fail(str(missing))
     try:
         run_migrations(url, quiet=True)
         secret = dev_key(url)
@@ -207,7 +210,7 @@ def command_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def command_rebuild(args: argparse.Namespace) -> int:
-    from service.rebuild import rebuild
+    from ledgerd.service.rebuild import rebuild
 
     async def run() -> Any:
         pool = await asyncpg.create_pool(database_url(), min_size=1, max_size=2)
@@ -240,7 +243,7 @@ def print_json(document: Any) -> None:
 
 
 def load_digest(path: str | None) -> Any:
-    from service.audit import Digest
+    from ledgerd.service.audit import Digest
 
     if path is None:
         return None
@@ -251,7 +254,7 @@ def load_digest(path: str | None) -> Any:
 
 
 def command_verify(args: argparse.Namespace) -> int:
-    from service.audit import TerminalProgress, verify, verify_export
+    from ledgerd.service.audit import TerminalProgress, verify, verify_export
 
     digest = load_digest(args.digest)
     if args.export is not None:
@@ -301,7 +304,7 @@ def command_verify(args: argparse.Namespace) -> int:
 
 
 def command_digest(args: argparse.Namespace) -> int:
-    from service.audit import TerminalProgress, take_digest
+    from ledgerd.service.audit import TerminalProgress, take_digest
 
     progress = TerminalProgress()
     try:
@@ -321,7 +324,7 @@ def command_digest(args: argparse.Namespace) -> int:
 
 
 def command_balance_at(args: argparse.Namespace) -> int:
-    from service.audit import balance_at, parse_instant
+    from ledgerd.service.audit import balance_at, parse_instant
 
     try:
         at_us = parse_instant(args.at)
@@ -346,7 +349,7 @@ def command_balance_at(args: argparse.Namespace) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
-    from service.audit import TerminalProgress, export_jsonl, parse_instant
+    from ledgerd.service.audit import TerminalProgress, export_jsonl, parse_instant
 
     try:
         since = parse_instant(args.since) if args.since else None
@@ -383,7 +386,7 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def command_import(args: argparse.Namespace) -> int:
-    from service.audit import ImportError_, import_jsonl
+    from ledgerd.service.audit import ImportError_, import_jsonl
 
     try:
         with open(args.file, "rb") as lines:
@@ -392,14 +395,14 @@ def command_import(args: argparse.Namespace) -> int:
         return fail(str(error), 1)
     print(
         f"imported {report.events} events, {report.streams} streams in {report.transactions} transactions "
-        f"({report.seconds:.2f} s); run `ledger verify` to prove it",
+        f"({report.seconds:.2f} s); run `ledgerd verify` to prove it",
         file=sys.stderr,
     )
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="ledger", description="Event-sourced customer ledger service")
+    root = argparse.ArgumentParser(prog="ledgerd", description="Event-sourced customer ledger service")
     commands = root.add_subparsers(dest="command", required=True)
 
     serve_cmd = commands.add_parser("serve", help="serve the HTTP API (reads DATABASE_URL)")

@@ -16,8 +16,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from domain.errors import Conflict, DomainError, ResourceMissing
-from service.handler import ConflictRetriesExhausted, IdempotencyConflict
+from ledgerd.domain.errors import Conflict, DomainError, ResourceMissing
+from ledgerd.service.handler import ConflictRetriesExhausted, IdempotencyConflict
 
 log = structlog.get_logger("ledger.errors")
 

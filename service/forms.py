@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes
 
 import msgspec
 
-from domain.errors import InvalidParameter
+from ledgerd.domain.errors import InvalidParameter
 
 MAX_PARAMS: Final[int] = 2000
 """At most this many parameters (form pairs; JSON scalars and empty containers) per request."""

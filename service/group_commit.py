@@ -36,11 +36,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from domain.errors import DomainError
-from service.handler import Claims, IdempotencyConflict
-from service.observability import Metrics
-from service.store.base import WrongExpectedVersion
-from service.store.postgres import BatchState, PostgresEventStore, PostgresSession
+from ledgerd.domain.errors import DomainError
+from ledgerd.service.handler import Claims, IdempotencyConflict
+from ledgerd.service.observability import Metrics
+from ledgerd.service.store.base import WrongExpectedVersion
+from ledgerd.service.store.postgres import BatchState, PostgresEventStore, PostgresSession
 
 MAX_BATCH = 32
 

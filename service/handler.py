@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     INITIAL_STATE,
     AdjustBalance,
     AnyCommand,
@@ -33,10 +33,10 @@ from domain.customer import (
     evolve_transaction,
     resolve_upsert,
 )
-from domain.errors import DomainError, InvalidParameter, ResourceMissing
-from domain.validation import validate
-from service.ids import random_token
-from service.store.base import (
+from ledgerd.domain.errors import DomainError, InvalidParameter, ResourceMissing
+from ledgerd.domain.validation import validate
+from ledgerd.service.ids import random_token
+from ledgerd.service.store.base import (
     DuplicateKey,
     EventMetadata,
     EventStore,
@@ -49,7 +49,7 @@ from service.store.base import (
 )
 
 if TYPE_CHECKING:
-    from service.group_commit import GroupCommitter
+    from ledgerd.service.group_commit import GroupCommitter
 
 MAX_ATTEMPTS = 8
 

@@ -32,7 +32,7 @@ class Migration:
 
 
 def bundled_migrations() -> list[Migration]:
-    folder = resources.files("migrations")
+    folder = resources.files("ledgerd.migrations")
     found = [
         Migration(entry.name, entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from service.ids import random_token
+from ledgerd.service.ids import random_token
 
 REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
 _configured = False

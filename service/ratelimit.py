@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from service.errors import StripeError
+from ledgerd.service.errors import StripeError
 
 RATE_LIMIT_MESSAGE = (
     "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."

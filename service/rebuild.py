@@ -1,6 +1,6 @@
 """Rebuild the projections from the event log, and compare live projections with a fresh replay.
 
-`rebuild(pool)` (the `ledger rebuild` command):
+`rebuild(pool)` (the `ledgerd rebuild` command):
 
 1. Shadow tables. `ledger_rebuild.<table>` for every projection table: `LIKE <live> INCLUDING ALL
    EXCLUDING INDEXES`, then the live table's indexes and index-backed constraints recreated under their
@@ -48,9 +48,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections import FEED_COLUMNS, FEED_TABLE, PROJECTION_TABLES, Fold, apply_all, command_of
-from service.store.base import GlobalCursor, RecordedEvent
-from service.store.postgres import EVENT_COLUMNS, row_to_event
+from ledgerd.projections import FEED_COLUMNS, FEED_TABLE, PROJECTION_TABLES, Fold, apply_all, command_of
+from ledgerd.service.store.base import GlobalCursor, RecordedEvent
+from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 
 REBUILD_SCHEMA = "ledger_rebuild"
 REBUILD_LOCK_ID = 0x1ED6E6  # pg_advisory_lock key: one rebuild at a time

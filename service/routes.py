@@ -16,12 +16,12 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from domain.customer import DeleteCustomer
-from domain.errors import InvalidParameter, ResourceMissing
-from projections.objects import render_balance_transaction, render_customer, render_deleted_customer
-from service import audit, forms, params, search
-from service.errors import StripeError, domain_error_response, json_response
-from service.handler import (
+from ledgerd.domain.customer import DeleteCustomer
+from ledgerd.domain.errors import InvalidParameter, ResourceMissing
+from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from ledgerd.service import audit, forms, params, search
+from ledgerd.service.errors import StripeError, domain_error_response, json_response
+from ledgerd.service.handler import (
     Executable,
     IdempotencyRequest,
     Outcome,
@@ -29,8 +29,8 @@ from service.handler import (
     execute,
     new_id,
 )
-from service.store.base import StoreSession
-from service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.service.store.base import StoreSession
+from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
 
 MAX_IDEMPOTENCY_KEY = 255
 CUSTOMER_LIST_FILTERS = frozenset({"email", "created", "test_clock"})

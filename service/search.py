@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Final, Literal, NoReturn, cast
 
-from domain.errors import InvalidParameter
+from ledgerd.domain.errors import InvalidParameter
 
 FieldName = Literal["created", "email", "name", "phone", "metadata"]
 Operator = Literal[":", "~", "=", ">", "<", ">=", "<="]

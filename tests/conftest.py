@@ -61,7 +61,7 @@ def database_url() -> str:
     if not url:
         pytest.fail(
             "DATABASE_URL is not set: integration tests need a real PostgreSQL server. Run them through "
-            "`make test` (which starts an embedded PostgreSQL 18), or `python -m service.pgserver run -- "
+            "`make test` (which starts an embedded PostgreSQL 18), or `python -m ledgerd.service.pgserver run -- "
             "python -m pytest ...`, or export DATABASE_URL=postgresql://USER@HOST:PORT/DB (role needs CREATEDB).",
             pytrace=False,
         )
@@ -81,7 +81,7 @@ async def admin_conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def template_db(admin_conn: asyncpg.Connection, database_url: str) -> AsyncIterator[str]:
     """Name of a database holding the fully migrated schema, cloned for every test."""
-    from service.migrate import apply_migrations  # imported lazily: unit tests must not need it
+    from ledgerd.service.migrate import apply_migrations  # imported lazily: unit tests must not need it
 
     name = _random_name("ledger_tmpl_")
     await _create_database(admin_conn, name, "template0")

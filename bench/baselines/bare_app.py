@@ -1,5 +1,5 @@
 """Framework ceiling: the thinnest aiohttp + asyncpg app doing what the service's endpoints do at the
-bottom, with the same stack as `ledger serve` (aiohttp, asyncpg pool min 2 / max 20 with its default
+bottom, with the same stack as `ledgerd serve` (aiohttp, asyncpg pool min 2 / max 20 with its default
 reset, the default asyncio loop, msgspec), and nothing else: no auth, no logging, no metrics.
 
     POST /insert/{id}      one INSERT per request (a durable commit), answers a small JSON object

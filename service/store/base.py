@@ -22,9 +22,9 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from domain.customer import AnyEvent
-from domain.upcasting import REGISTRY as UPCASTERS
-from domain.upcasting import to_event
+from ledgerd.domain.customer import AnyEvent
+from ledgerd.domain.upcasting import REGISTRY as UPCASTERS
+from ledgerd.domain.upcasting import to_event
 
 GENESIS_HASH = bytes(32)
 

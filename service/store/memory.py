@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import msgspec
 
-from service.store.base import (
+from ledgerd.service.store.base import (
     GENESIS_HASH,
     DuplicateKey,
     EventMetadata,

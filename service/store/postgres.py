@@ -16,9 +16,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from projections import Deferred, apply_all
-from projections.sql import Rows
-from service.store.base import (
+from ledgerd.projections import Deferred, apply_all
+from ledgerd.projections.sql import Rows
+from ledgerd.service.store.base import (
     GENESIS_HASH,
     DuplicateKey,
     EventMetadata,

@@ -1,4 +1,4 @@
-"""A real `ledger serve` process per test module, on a fresh migrated database, with API keys for
+"""A real `ledgerd serve` process per test module, on a fresh migrated database, with API keys for
 two accounts in both modes. Tests drive it over HTTP (the official stripe SDK, aiohttp, raw sockets)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncpg
 import pytest_asyncio
 import stripe
 
-from service.auth import create_key
+from ledgerd.service.auth import create_key
 from tests.conftest import _create_database, _drop_database, _random_name, _with_database
 
 
@@ -44,7 +44,7 @@ def free_port() -> int:
 def start_server(db_url: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": db_url, "LEDGER_LOG_LEVEL": "warning"}
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-migrate"],
+        [sys.executable, "-m", "ledgerd.service.cli", "serve", "--port", str(port), "--no-migrate"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -56,7 +56,7 @@ async def wait_until_healthy(port: int, process: subprocess.Popen[bytes], limit_
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
-                f"ledger serve exited: {process.stderr.read().decode() if process.stderr else ''}"
+                f"ledgerd serve exited: {process.stderr.read().decode() if process.stderr else ''}"
             )
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -69,7 +69,7 @@ async def wait_until_healthy(port: int, process: subprocess.Popen[bytes], limit_
         except OSError:
             pass
         await asyncio.sleep(0.05)
-    raise RuntimeError("ledger serve did not become healthy")
+    raise RuntimeError("ledgerd serve did not become healthy")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -1,4 +1,4 @@
-"""Raw HTTP against a running `ledger serve`: auth, headers, form/JSON decoding edge cases, errors,
+"""Raw HTTP against a running `ledgerd serve`: auth, headers, form/JSON decoding edge cases, errors,
 tenant and mode isolation, pagination, filters, events, external_id upserts and deleted customers.
 
 The stripe SDK tests (test_sdk.py) cover the happy paths as a client sees them; these tests speak the wire
@@ -27,7 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from service.auth import create_key
+from ledgerd.service.auth import create_key
 from tests.e2e.conftest import Server
 
 REQUEST_ID = re.compile(r"^req_[A-Za-z0-9]{8,}$")
@@ -996,8 +996,8 @@ async def test_deleted_customer_is_a_stub_and_refuses_changes(api: Api, server: 
 async def test_unexpected_and_database_failures_become_stripe_shaped_json() -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from service.errors import error_middleware
-    from service.observability import Metrics, access_middleware
+    from ledgerd.service.errors import error_middleware
+    from ledgerd.service.observability import Metrics, access_middleware
 
     failures: dict[str, BaseException] = {
         "bug": RuntimeError("SELECT secret FROM somewhere"),

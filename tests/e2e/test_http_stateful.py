@@ -1,4 +1,4 @@
-"""A Hypothesis state machine driving a running `ledger serve` over HTTP (sync `requests`), checked
+"""A Hypothesis state machine driving a running `ledgerd serve` over HTTP (sync `requests`), checked
 against a plain model after every step:
 
 * each customer's `balance` equals the sum of its balance transactions (all pages) and the newest
@@ -33,8 +33,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from domain.money import MAX_AMOUNT
-from service.auth import create_key
+from ledgerd.domain.money import MAX_AMOUNT
+from ledgerd.service.auth import create_key
 from tests.e2e.conftest import Server
 
 MAX_CUSTOMERS = 5

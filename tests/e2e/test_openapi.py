@@ -1,5 +1,5 @@
 """The OpenAPI document (`service.openapi`): valid OpenAPI 3.1, in step with the router and the params
-layer, and true of real responses from a running `ledger serve`."""
+layer, and true of real responses from a running `ledgerd serve`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import requests
 from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from domain.money import MAX_AMOUNT
-from service import openapi, params, routes
-from service.app import PUBLIC_PATHS, create_app
-from service.config import Config
-from service.openapi import OPENAPI_PATH, document
+from ledgerd.domain.money import MAX_AMOUNT
+from ledgerd.service import openapi, params, routes
+from ledgerd.service.app import PUBLIC_PATHS, create_app
+from ledgerd.service.config import Config
+from ledgerd.service.openapi import OPENAPI_PATH, document
 from tests.e2e.conftest import Server
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

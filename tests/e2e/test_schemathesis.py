@@ -1,4 +1,4 @@
-"""schemathesis against a running `ledger serve`, driven by the service's own OpenAPI document.
+"""schemathesis against a running `ledgerd serve`, driven by the service's own OpenAPI document.
 
 Every operation of `service.openapi.document()` gets bounded property-based traffic (valid and invalid
 inputs) and each response must: not be a 5xx, have a documented status code and content type, carry the
@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.openapi import OPENAPI_PATH, document
+from ledgerd.service.openapi import OPENAPI_PATH, document
 from tests.e2e.conftest import Server
 
 FORM = "application/x-www-form-urlencoded"

@@ -1,4 +1,4 @@
-"""The official stripe-python SDK, unmodified, against a running `ledger serve` (base URL changed only)."""
+"""The official stripe-python SDK, unmodified, against a running `ledgerd serve` (base URL changed only)."""
 
 from __future__ import annotations
 

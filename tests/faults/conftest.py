@@ -1,4 +1,4 @@
-"""Harness for the fault tests: `ledger serve` processes we may SIGKILL and restart, clients that retry the
+"""Harness for the fault tests: `ledgerd serve` processes we may SIGKILL and restart, clients that retry the
 way the Stripe SDKs do, and the checks every fault must leave true of the log.
 
 Everything here starts its own processes and databases: the DATABASE_URL server is only used for fresh
@@ -26,9 +26,9 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from service.auth import create_key
-from service.store.base import GENESIS_HASH, RecordedEvent, event_hash
-from service.store.postgres import EVENT_COLUMNS, row_to_event
+from ledgerd.service.auth import create_key
+from ledgerd.service.store.base import GENESIS_HASH, RecordedEvent, event_hash
+from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 from tests.e2e.conftest import free_port
 from tests.e2e.conftest import server as server
 
@@ -42,7 +42,7 @@ HEALTHY_WITHIN_S = 20.0
 
 @dataclass
 class Service:
-    """One `ledger serve` on a fixed port; `kill()` + `start()` restart it on the same port."""
+    """One `ledgerd serve` on a fixed port; `kill()` + `start()` restart it on the same port."""
 
     db_url: str
     log_path: Path
@@ -61,7 +61,7 @@ class Service:
             log.write(f"--- start {self.starts + 1} ---\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--no-migrate"],
+                [sys.executable, "-m", "ledgerd.service.cli", "serve", "--port", str(self.port), "--no-migrate"],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,  # structlog writes its JSON lines (errors included) to stdout
@@ -78,7 +78,7 @@ class Service:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ledger serve exited ({self.process.returncode}):\n{self.log_tail()}")
+                raise RuntimeError(f"ledgerd serve exited ({self.process.returncode}):\n{self.log_tail()}")
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -90,7 +90,7 @@ class Service:
             except OSError:
                 pass
             await asyncio.sleep(0.05)
-        raise RuntimeError(f"ledger serve did not become healthy:\n{self.log_tail()}")
+        raise RuntimeError(f"ledgerd serve did not become healthy:\n{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, in-flight requests and transactions are cut off."""
@@ -424,9 +424,9 @@ async def check_log(db_url: str, ops: list[Op], *, allow_unkeyed: bool = False) 
 
 
 async def audit_verify(db_url: str) -> None:
-    """`ledger verify`'s checks, when the audit module is there."""
+    """`ledgerd verify`'s checks, when the audit module is there."""
     try:
-        from service.audit import verify
+        from ledgerd.service.audit import verify
     except ImportError:  # pragma: no cover - the audit module is optional for these tests
         return
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=3)

@@ -23,8 +23,8 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
-from service.migrate import migrate
-from service.pgserver import EmbeddedPostgres
+from ledgerd.service.migrate import migrate
+from ledgerd.service.pgserver import EmbeddedPostgres
 from tests.faults.conftest import Load, Reply, call, check_log, new_key
 
 RECOVERY_LIMIT_S = 5.0

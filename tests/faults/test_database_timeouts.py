@@ -1,7 +1,7 @@
 """Stuck locks, statement timeouts, pool exhaustion and connections killed mid-request: every request ends
 within its configured bound with a retryable Stripe error, a retry with the same Idempotency-Key then runs
 exactly once, and the service carries on. Runs on a fresh database of the DATABASE_URL server; the only
-sessions it disturbs are the test's own service's (application_name 'ledger' in that database)."""
+sessions it disturbs are the test's own service's (application_name 'ledgerd' in that database)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ MARGIN_S = 1.5  # scheduling slack on a loaded two-core machine
 async def waiting_service_backends(conn: asyncpg.Connection) -> list[int]:
     rows = await conn.fetch(
         """SELECT pid FROM pg_stat_activity
-           WHERE datname = current_database() AND application_name = 'ledger' AND wait_event_type = 'Lock'"""
+           WHERE datname = current_database() AND application_name = 'ledgerd' AND wait_event_type = 'Lock'"""
     )
     return [row["pid"] for row in rows]
 

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from service.app import prune_idempotency_keys
-from service.migrate import bundled_migrations
+from ledgerd.service.app import prune_idempotency_keys
+from ledgerd.service.migrate import bundled_migrations
 from tests.conftest import _create_database, _drop_database, _random_name, _with_database
 from tests.faults.conftest import call, check_chains, load_events, new_key
 

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from service.app import create_pool
-from service.config import Config
-from service.errors import translate
+from ledgerd.service.app import create_pool
+from ledgerd.service.config import Config
+from ledgerd.service.errors import translate
 
 
 async def test_session_settings_hold_for_every_use_of_a_pooled_connection(db_url: str) -> None:
@@ -37,7 +37,7 @@ async def test_session_settings_hold_for_every_use_of_a_pooled_connection(db_url
                     )
                 )
                 assert settings == {
-                    "application_name": "ledger",
+                    "application_name": "ledgerd",
                     "idle_in_transaction_session_timeout": "60000",
                     "lock_timeout": "1234",
                     "statement_timeout": "4321",
@@ -128,7 +128,7 @@ def test_other_database_errors_stay_500s(error: BaseException) -> None:
 async def test_idempotency_pruning_survives_database_outages(monkeypatch: pytest.MonkeyPatch) -> None:
     """The background pruning loop logs a failure and tries again next round, whatever the database raised
     (a pool acquire timeout or a closed connection used to end the loop for good)."""
-    import service.app as app_module
+    import ledgerd.service.app as app_module
 
     failures = [TimeoutError(), asyncpg.InterfaceError("pool is closing"), OSError("refused")]
     calls: list[int] = []

@@ -11,9 +11,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from service.app import create_app
-from service.config import Config
-from service.ratelimit import TokenBucketLimiter, limiter_for, rate_limit_middleware
+from ledgerd.service.app import create_app
+from ledgerd.service.config import Config
+from ledgerd.service.ratelimit import TokenBucketLimiter, limiter_for, rate_limit_middleware
 from tests.faults.conftest import Reply, call, new_key
 
 

@@ -1,4 +1,4 @@
-"""SIGKILL `ledger serve` at random (seeded) moments under load, several times, restarting it each time.
+"""SIGKILL `ledgerd serve` at random (seeded) moments under load, several times, restarting it each time.
 
 Clients retry like the SDKs (connection errors, 409, 5xx, Stripe-Should-Retry) with the same
 Idempotency-Key until each request is acknowledged. Afterwards every acknowledged request is in the log

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from domain.customer import AdjustBalance, CreateCustomer
-from domain.values import Profile
-from service.handler import RequestContext, execute
-from service.store.postgres import PostgresEventStore
+from ledgerd.domain.customer import AdjustBalance, CreateCustomer
+from ledgerd.domain.values import Profile
+from ledgerd.service.handler import RequestContext, execute
+from ledgerd.service.store.postgres import PostgresEventStore
 
 T0 = 1_700_000_000_000_000
 CONTEXT = RequestContext(account="acct_ao", livemode=False, occurred_at_us=T0)

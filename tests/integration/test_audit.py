@@ -19,7 +19,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
     CreateCustomer,
@@ -28,11 +28,11 @@ from domain.customer import (
     UpdateBalanceTransaction,
     UpdateCustomer,
 )
-from domain.errors import DomainError
-from domain.values import Address, Profile
-from projections import PROJECTION_TABLES
-from projections.objects import render_balance_transaction, render_customer
-from service.audit import (
+from ledgerd.domain.errors import DomainError
+from ledgerd.domain.values import Address, Profile
+from ledgerd.projections import PROJECTION_TABLES
+from ledgerd.projections.objects import render_balance_transaction, render_customer
+from ledgerd.service.audit import (
     SQL_HORIZON,
     Digest,
     ExportLine,
@@ -50,9 +50,9 @@ from service.audit import (
     verify,
     verify_export,
 )
-from service.handler import IdempotencyRequest, Outcome, RequestContext, execute
-from service.rebuild import rebuild
-from service.store.postgres import PostgresEventStore
+from ledgerd.service.handler import IdempotencyRequest, Outcome, RequestContext, execute
+from ledgerd.service.rebuild import rebuild
+from ledgerd.service.store.postgres import PostgresEventStore
 from tests.conftest import _create_database, _drop_database, _with_database
 
 ACCOUNT = "acct_audit"
@@ -621,7 +621,7 @@ async def cli(db_url: str, *args: str, stdin: bytes | None = None) -> tuple[int,
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "service.cli",
+        "ledgerd.service.cli",
         *args,
         cwd=REPO,
         env={**os.environ, "DATABASE_URL": db_url},

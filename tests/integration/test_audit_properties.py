@@ -20,7 +20,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
     CreateCustomer,
@@ -29,9 +29,9 @@ from domain.customer import (
     UpdateBalanceTransaction,
     UpdateCustomer,
 )
-from domain.values import Profile
-from projections.objects import render_customer
-from service.audit import (
+from ledgerd.domain.values import Profile
+from ledgerd.projections.objects import render_customer
+from ledgerd.service.audit import (
     balance_at,
     customer_as_of,
     end_of_second,
@@ -39,8 +39,8 @@ from service.audit import (
     import_jsonl,
     verify,
 )
-from service.rebuild import rebuild
-from service.store.postgres import PostgresEventStore
+from ledgerd.service.rebuild import rebuild
+from ledgerd.service.store.postgres import PostgresEventStore
 from tests.conftest import _create_database, _drop_database, _with_database
 from tests.integration.test_audit import ACCOUNT, T0, dump, run_command, settle
 

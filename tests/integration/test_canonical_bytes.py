@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from domain.customer import AdjustBalance, CreateCustomer, ProfilePatch, UpdateCustomer
-from domain.values import Profile
-from service.handler import RequestContext, execute
-from service.store.base import GENESIS_HASH, canonical_bytes, chain_hash
-from service.store.postgres import PostgresEventStore, to_microseconds
+from ledgerd.domain.customer import AdjustBalance, CreateCustomer, ProfilePatch, UpdateCustomer
+from ledgerd.domain.values import Profile
+from ledgerd.service.handler import RequestContext, execute
+from ledgerd.service.store.base import GENESIS_HASH, canonical_bytes, chain_hash
+from ledgerd.service.store.postgres import PostgresEventStore, to_microseconds
 
 T0 = 1_700_000_000_000_000
 CONTEXT = RequestContext(account="acct_canon", livemode=False, occurred_at_us=T0)

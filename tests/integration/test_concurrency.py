@@ -12,11 +12,17 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from domain.customer import AdjustBalance, CreateCustomer, ProfilePatch, UpdateCustomer, UpsertCustomer
-from domain.values import Profile
-from service.handler import IdempotencyConflict, IdempotencyRequest, Outcome, RequestContext, execute
-from service.store.base import StoreSession
-from service.store.postgres import PostgresEventStore
+from ledgerd.domain.customer import (
+    AdjustBalance,
+    CreateCustomer,
+    ProfilePatch,
+    UpdateCustomer,
+    UpsertCustomer,
+)
+from ledgerd.domain.values import Profile
+from ledgerd.service.handler import IdempotencyConflict, IdempotencyRequest, Outcome, RequestContext, execute
+from ledgerd.service.store.base import StoreSession
+from ledgerd.service.store.postgres import PostgresEventStore
 
 ACCOUNT = "acct_concurrency"
 T0 = 1_700_000_000_000_000

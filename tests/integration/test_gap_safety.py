@@ -9,10 +9,10 @@ import random
 
 import asyncpg
 
-from domain.customer import BalanceAdjusted, CustomerCreated
-from domain.values import Profile
-from service.store.base import EventMetadata, GlobalCursor, RecordedEvent, StreamHeader, prepare
-from service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.domain.customer import BalanceAdjusted, CustomerCreated
+from ledgerd.domain.values import Profile
+from ledgerd.service.store.base import EventMetadata, GlobalCursor, RecordedEvent, StreamHeader, prepare
+from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
 
 ACCOUNT = "acct_gaps"
 T0 = 1_700_000_000_000_000

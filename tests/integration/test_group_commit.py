@@ -12,14 +12,14 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from domain.customer import AdjustBalance, CreateCustomer, UpdateBalanceTransaction
-from domain.errors import DomainError, InvalidParameter
-from domain.values import Profile
-from service.group_commit import GroupCommitter
-from service.handler import Claims, IdempotencyRequest, Outcome, RequestContext, execute
-from service.rebuild import compare_projections
-from service.store.base import StoreSession
-from service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.domain.customer import AdjustBalance, CreateCustomer, UpdateBalanceTransaction
+from ledgerd.domain.errors import DomainError, InvalidParameter
+from ledgerd.domain.values import Profile
+from ledgerd.service.group_commit import GroupCommitter
+from ledgerd.service.handler import Claims, IdempotencyRequest, Outcome, RequestContext, execute
+from ledgerd.service.rebuild import compare_projections
+from ledgerd.service.store.base import StoreSession
+from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
 
 ACCOUNT = "acct_group"
 CLAIMS = Claims(stream_id="cus_fail", stream_lock_key="stream:cus_fail")

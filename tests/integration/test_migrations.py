@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from service.migrate import Migration, MigrationError, apply_migrations, bundled_migrations, migrate
+from ledgerd.service.migrate import Migration, MigrationError, apply_migrations, bundled_migrations, migrate
 
 MIGRATIONS = [
     "0001_event_store.sql",

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from msgspec import UNSET
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
     BalanceAdjusted,
@@ -21,13 +21,13 @@ from domain.customer import (
     UpdateBalanceTransaction,
     UpdateCustomer,
 )
-from domain.errors import DomainError
-from domain.values import Address, Profile
-from projections import PROJECTION_TABLES
-from service.handler import RequestContext, execute
-from service.rebuild import REBUILD_LOCK_ID, RebuildError, compare_projections, rebuild
-from service.store.base import EventMetadata, StreamHeader, prepare
-from service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.domain.errors import DomainError
+from ledgerd.domain.values import Address, Profile
+from ledgerd.projections import PROJECTION_TABLES
+from ledgerd.service.handler import RequestContext, execute
+from ledgerd.service.rebuild import REBUILD_LOCK_ID, RebuildError, compare_projections, rebuild
+from ledgerd.service.store.base import EventMetadata, StreamHeader, prepare
+from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
 
 ACCOUNT = "acct_rebuild"
 T0 = 1_700_000_000_000_000

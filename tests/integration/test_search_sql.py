@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.errors import InvalidParameter
-from service.search import Clause, Query, compile, decode_page, encode_page, parse
+from ledgerd.domain.errors import InvalidParameter
+from ledgerd.service.search import Clause, Query, compile, decode_page, encode_page, parse
 
 ACCOUNT = "acct_search"
 BASE = 1_700_000_000

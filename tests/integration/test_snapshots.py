@@ -8,7 +8,7 @@ import random
 
 import asyncpg
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     INITIAL_STATE,
     AdjustBalance,
     CreateCustomer,
@@ -17,10 +17,10 @@ from domain.customer import (
     UpdateCustomer,
     evolve,
 )
-from domain.errors import DomainError
-from domain.values import Profile
-from service.handler import RequestContext, decode_snapshot, execute
-from service.store.postgres import PostgresEventStore
+from ledgerd.domain.errors import DomainError
+from ledgerd.domain.values import Profile
+from ledgerd.service.handler import RequestContext, decode_snapshot, execute
+from ledgerd.service.store.postgres import PostgresEventStore
 
 ACCOUNT = "acct_snap"
 T0 = 1_700_000_000_000_000

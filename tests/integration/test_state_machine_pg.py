@@ -15,10 +15,10 @@ import asyncpg
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from projections import PROJECTION_TABLES
-from service.rebuild import compare_projections, rebuild
-from service.store.base import EventStore
-from service.store.postgres import PostgresEventStore
+from ledgerd.projections import PROJECTION_TABLES
+from ledgerd.service.rebuild import compare_projections, rebuild
+from ledgerd.service.store.base import EventStore
+from ledgerd.service.store.postgres import PostgresEventStore
 from tests.unit.test_state_machine import LedgerMachine
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from domain.customer import AnyEvent, BalanceAdjusted, CustomerCreated, CustomerDeleted
-from domain.values import Profile
-from service.store.base import (
+from ledgerd.domain.customer import AnyEvent, BalanceAdjusted, CustomerCreated, CustomerDeleted
+from ledgerd.domain.values import Profile
+from ledgerd.service.store.base import (
     GENESIS_HASH,
     DuplicateKey,
     EventMetadata,
@@ -27,8 +27,8 @@ from service.store.base import (
     event_hash,
     prepare,
 )
-from service.store.memory import MemoryEventStore
-from service.store.postgres import PostgresEventStore
+from ledgerd.service.store.memory import MemoryEventStore
+from ledgerd.service.store.postgres import PostgresEventStore
 
 ACCOUNT = "acct_contract"
 T0 = 1_700_000_000_123_456

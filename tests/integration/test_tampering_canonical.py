@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from service.audit import verify
+from ledgerd.service.audit import verify
 from tests.integration.test_tampering import event_in_middle, history_for, tamper
 
 
@@ -119,7 +119,7 @@ async def test_a_clean_log_walks_no_stream(pool: asyncpg.Pool) -> None:
 
 def test_derived_event_ids_are_stable() -> None:
     """Ids already in stored feeds: the derivation must never change (values from the first version)."""
-    from projections.stripe_events import derived_event_id
+    from ledgerd.projections.stripe_events import derived_event_id
 
     kind = "customer_balance_transaction.created"
     assert derived_event_id("evt_abc", kind) == "evt_o2XPkKNsgSLYHlpf1V1TTzZF"

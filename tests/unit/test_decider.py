@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import UNSET
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
     AnyEvent,
@@ -40,7 +40,7 @@ from domain.customer import (
     fold,
     resolve_upsert,
 )
-from domain.errors import (
+from ledgerd.domain.errors import (
     BalanceOverflow,
     Conflict,
     CurrencyMismatch,
@@ -48,8 +48,8 @@ from domain.errors import (
     InvalidParameter,
     ResourceMissing,
 )
-from domain.money import MAX_BALANCE
-from domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions
+from ledgerd.domain.money import MAX_BALANCE
+from ledgerd.domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions
 
 CID = "cus_1"
 T0 = 1_700_000_000_123_456  # microseconds

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stripe._encode import _api_encode
 
-from domain.errors import InvalidParameter
-from service.forms import MAX_DEPTH, MAX_PARAMS, parse_body, parse_form, parse_json, parse_query
+from ledgerd.domain.errors import InvalidParameter
+from ledgerd.service.forms import MAX_DEPTH, MAX_PARAMS, parse_body, parse_form, parse_json, parse_query
 
 # ---------------------------------------------------------------------------------------------------
 # helpers: encode the way the SDKs do

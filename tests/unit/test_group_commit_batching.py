@@ -8,9 +8,9 @@ import asyncio
 from collections import deque
 from typing import Any, cast
 
-from service.group_commit import MAX_BATCH, GroupCommitter, Queued, take_batch
-from service.handler import Claims
-from service.store.postgres import PostgresEventStore
+from ledgerd.service.group_commit import MAX_BATCH, GroupCommitter, Queued, take_batch
+from ledgerd.service.handler import Claims
+from ledgerd.service.store.postgres import PostgresEventStore
 
 
 async def body(session: Any) -> None:

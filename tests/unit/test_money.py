@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.money import (
+from ledgerd.domain.money import (
     ISO_4217_EXPONENTS,
     MAX_AMOUNT,
     MAX_BALANCE,

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import UNSET
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     INITIAL_STATE,
     AdjustBalance,
     CreateCustomer,
@@ -28,12 +28,12 @@ from domain.customer import (
     fold,
     resolve_upsert,
 )
-from domain.errors import DomainError, InvalidParameter, MissingParameter
-from domain.money import MAX_AMOUNT
-from domain.validation import validate
-from domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
-from service.forms import parse_form, parse_json, parse_query
-from service.params import (
+from ledgerd.domain.errors import DomainError, InvalidParameter, MissingParameter
+from ledgerd.domain.money import MAX_AMOUNT
+from ledgerd.domain.validation import validate
+from ledgerd.domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
+from ledgerd.service.forms import parse_form, parse_json, parse_query
+from ledgerd.service.params import (
     UNSUPPORTED_CUSTOMER_PARAMS,
     CreatedRange,
     ListParams,

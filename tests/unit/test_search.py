@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.errors import InvalidParameter
-from service.search import (
+from ledgerd.domain.errors import InvalidParameter
+from ledgerd.service.search import (
     BIGINT_MAX,
     BIGINT_MIN,
     MAX_CLAUSES,

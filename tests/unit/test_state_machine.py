@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from msgspec import UNSET, UnsetType
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     INITIAL_STATE,
     AdjustBalance,
     AnyCommand,
@@ -45,7 +45,7 @@ from domain.customer import (
     evolve,
     evolve_transaction,
 )
-from domain.errors import (
+from ledgerd.domain.errors import (
     BalanceOverflow,
     Conflict,
     CurrencyMismatch,
@@ -53,16 +53,16 @@ from domain.errors import (
     InvalidParameter,
     ResourceMissing,
 )
-from domain.money import MAX_AMOUNT, balance_in_bounds, normalize_currency
-from domain.values import Profile
-from service.handler import (
+from ledgerd.domain.money import MAX_AMOUNT, balance_in_bounds, normalize_currency
+from ledgerd.domain.values import Profile
+from ledgerd.service.handler import (
     IdempotencyConflict,
     IdempotencyRequest,
     Outcome,
     RequestContext,
     execute,
 )
-from service.store.base import (
+from ledgerd.service.store.base import (
     GENESIS_HASH,
     EventStore,
     GlobalCursor,
@@ -70,7 +70,7 @@ from service.store.base import (
     StoreSession,
     event_hash,
 )
-from service.store.memory import MemoryEventStore
+from ledgerd.service.store.memory import MemoryEventStore
 
 ACCOUNT = "acct_machine"
 LIVEMODE = False

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.customer import EVENT_TYPES, BalanceAdjusted
-from domain.upcasting import (
+from ledgerd.domain.customer import EVENT_TYPES, BalanceAdjusted
+from ledgerd.domain.upcasting import (
     REGISTRY,
     UnknownSchemaVersion,
     UpcasterRegistry,
@@ -27,8 +27,8 @@ from domain.upcasting import (
     to_event,
     upcast,
 )
-from service.audit import verify_export
-from service.store.base import GENESIS_HASH, RecordedEvent, canonical_bytes, decode_event, event_hash
+from ledgerd.service.audit import verify_export
+from ledgerd.service.store.base import GENESIS_HASH, RecordedEvent, canonical_bytes, decode_event, event_hash
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = sorted((FIXTURES / "events").glob("*.v*.json"))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.customer import (
+from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
     CreateCustomer,
@@ -20,10 +20,10 @@ from domain.customer import (
     UpdateBalanceTransaction,
     UpdateCustomer,
 )
-from domain.errors import InvalidParameter
-from domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT
-from domain.validation import validate
-from domain.values import (
+from ledgerd.domain.errors import InvalidParameter
+from ledgerd.domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT
+from ledgerd.domain.validation import validate
+from ledgerd.domain.values import (
     Address,
     CustomField,
     InvoiceSettings,
