@@ -17,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ledgerd.service.auth import KeyCache, authenticate
 from ledgerd.service.config import Config
 from ledgerd.service.errors import error_middleware
+from ledgerd.service.explorer import DOCS_PATH, DOCS_PREFIX
+from ledgerd.service.explorer import add_routes as add_explorer_routes
 from ledgerd.service.group_commit import GroupCommitter
 from ledgerd.service.observability import Metrics, access_middleware, configure_logging
 from ledgerd.service.openapi import openapi_view
@@ -24,7 +26,8 @@ from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
 from ledgerd.service.routes import routes
 from ledgerd.service.store.postgres import PostgresEventStore
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", DOCS_PATH})
+PUBLIC_PREFIXES = (DOCS_PREFIX,)  # the explorer's static assets
 
 
 class BoundedPool(asyncpg.pool.Pool):  # type: ignore[misc]
@@ -152,7 +155,7 @@ def pruning_context(config: Config) -> Any:
 def auth_middleware(cache: KeyCache) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
         key = await authenticate(request.app["pool"], cache, request.headers.get("Authorization"))
         request["account"] = key.account
@@ -195,4 +198,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/openapi.json", openapi_view)
+    add_explorer_routes(app)
     return app
