@@ -471,11 +471,52 @@ def invoice_settings_params() -> Schema:
     )
 
 
+ADDRESS_DESCRIPTIONS: Final[dict[str, str]] = {
+    "city": "City, district, suburb, town or village.",
+    "country": "Two-letter country code (ISO 3166-1 alpha-2).",
+    "line1": "Address line 1, e.g. street, PO box or company name.",
+    "line2": "Address line 2, e.g. apartment, suite, unit or building.",
+    "postal_code": "ZIP or postal code.",
+    "state": "State, county, province or region.",
+}
+
+
 def address_params() -> Schema:
     return obj(
-        {name: unsettable(text(validation.ADDRESS_FIELD_MAX)) for name in Address.__struct_fields__},
+        described(
+            {name: unsettable(text(validation.ADDRESS_FIELD_MAX)) for name in Address.__struct_fields__},
+            ADDRESS_DESCRIPTIONS,
+        ),
         required=(),
     )
+
+
+CUSTOMER_PARAM_DESCRIPTIONS: Final[dict[str, str]] = {
+    "email": "The customer's email address.",
+    "name": "The customer's full name or business name.",
+    "phone": "The customer's phone number.",
+    "description": "An arbitrary string, e.g. an internal note; shown in the dashboard of a Stripe account.",
+    "business_name": "The customer's business name.",
+    "individual_name": "The customer's individual name.",
+    "address": "The customer's address. Send `address=` to clear it.",
+    "shipping": "Shipping details: `address` and `name` are required, `phone` is optional.",
+    "invoice_settings": "Default invoice settings: custom fields, footer, rendering options.",
+    "preferred_locales": "Preferred languages, most preferred first (IETF tags such as `en`, `fr-CA`).",
+    "tax_exempt": "The customer's tax exemption.",
+    "invoice_prefix": "Prefix of the customer's invoice numbers: uppercase letters and digits (see the pattern).",
+    "next_invoice_sequence": "The suffix of the customer's next invoice number.",
+    "expand": "Ids to expand: accepted for compatibility; no object is expandable, ids stay ids.",
+    "validate": "Accepted and ignored (Stripe uses it to validate tax ids).",
+}
+
+
+def described(properties: dict[str, Schema], descriptions: dict[str, str]) -> dict[str, Schema]:
+    """``properties`` with a description on each named one that has none yet."""
+    return {
+        name: schema if "description" in schema or name not in descriptions
+        else {**schema, "description": descriptions[name]}
+        for name, schema in properties.items()
+    }
 
 
 def customer_params(*, update: bool) -> Schema:
@@ -496,8 +537,8 @@ def customer_params(*, update: bool) -> Schema:
             obj(
                 {
                     "address": {**ref("address_params"), "minProperties": 1},
-                    "name": text(5000, min_length=1),
-                    "phone": unsettable(text(5000)),
+                    "name": text(5000, min_length=1, description="The recipient's name."),
+                    "phone": unsettable(text(5000), "The recipient's phone number."),
                 },
                 required=("address", "name"),
             )
@@ -524,9 +565,13 @@ def customer_params(*, update: bool) -> Schema:
         "expand": unsettable(expand_schema()),
         "validate": unsettable({"type": "boolean"}),
     }
+    if not update:
+        properties["metadata"]["description"] = (
+            f"Up to {validation.METADATA_MAX_KEYS} key-value pairs for your own use."
+        )
     unsupported = ", ".join(sorted(params.UNSUPPORTED_CUSTOMER_PARAMS))
     return obj(
-        properties,
+        described(properties, CUSTOMER_PARAM_DESCRIPTIONS),
         required=(),
         description=(
             "Unknown parameters are rejected (400 parameter_unknown); payment parameters "
@@ -550,8 +595,12 @@ def transaction_create_params() -> Schema:
                 "enum": CURRENCIES,
                 "description": "Must match the customer's currency once it has one (400 currency_mismatch).",
             },
-            "description": unsettable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
-            "metadata": unsettable(metadata_schema(nullable_values=True)),
+            "description": unsettable(
+                text(validation.TRANSACTION_DESCRIPTION_MAX), "An arbitrary string attached to the entry."
+            ),
+            "metadata": unsettable(
+                metadata_schema(nullable_values=True), "Key-value pairs for your own use."
+            ),
             "expand": unsettable(expand_schema()),
         },
         required=("amount", "currency"),

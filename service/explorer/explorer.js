@@ -139,11 +139,16 @@ function renderNav() {
             'aria-label': `${op.method} ${op.path}`,
             'aria-describedby': summaryId,
             onclick: () => selectOperation(op.id, true),
-          }, h('span', { class: `method m-${op.method.toLowerCase()}` }, op.method), ' ', h('span', { class: 'path' }, op.path)),
+          }, h('span', { class: `method m-${op.method.toLowerCase()}` }, op.method), ' ', h('span', { class: 'path' }, breakable(op.path))),
           h('span', { class: 'op-summary', id: summaryId }, op.summary));
       })),
     );
   }
+}
+
+// A path that wraps after its slashes, not in the middle of a name.
+function breakable(path) {
+  return path.split('/').flatMap((part, index) => (index ? [h('wbr'), `/${part}`] : [part]));
 }
 
 function selectOperation(id, fromClick = false) {

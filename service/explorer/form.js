@@ -207,7 +207,9 @@ export class Form {
     const id = uid('grp');
     const message = h('p', { class: 'error-text', id: `${id}-error`, role: 'alert' });
     let unset = false;
-    const fieldset = h('fieldset', { class: `group kind-${model.kind}`, 'aria-describedby': `${id}-error` });
+    // Named by the path alone (not the legend's buttons), described by its error, text and limits.
+    const described = [`${id}-error`, model.description ? `${id}-description` : '', limitsText(model) ? `${id}-limits` : ''];
+    const fieldset = h('fieldset', { class: `group kind-${model.kind}`, 'aria-labelledby': `${id}-name`, 'aria-describedby': described.filter(Boolean).join(' ') });
     const toggle = model.unsettable
       ? this.unsetToggle(model, (pressed) => {
           unset = pressed;
@@ -216,7 +218,7 @@ export class Form {
         })
       : null;
     fieldset.append(
-      h('legend', {}, h('code', {}, model.path), model.required ? h('span', { class: 'required' }, 'required') : null, toggle),
+      h('legend', {}, h('code', { id: `${id}-name` }, model.path), model.required ? h('span', { class: 'required' }, 'required') : null, toggle),
       message,
       ...this.describe(model, id).filter(Boolean),
       toggleTarget,

@@ -2,7 +2,7 @@
 // page sends: curl in Stripe's style, stripe-python and stripe-node pointed at this server, and the raw
 // wire request.
 
-import { encodeComponent, encodeForm, encodePair, formPairs } from './encode.js';
+import { encodeForm, encodePair, formPairs } from './encode.js';
 
 // Resources of the official SDKs (their service names); a path made only of these maps to an SDK method,
 // anything else (an extension such as /history, the operations endpoints) to the SDK's raw request.
@@ -22,16 +22,13 @@ export function curl(request) {
   let first = 'curl';
   if (get) first += ' -G';
   if (request.method !== 'GET' && !(request.method === 'POST' && request.bodyPairs.length)) first += ` -X ${request.method}`;
-  lines.push(`${first} ${shellQuote(request.url)}`);
+  const url = request.bodyPairs.length && request.queryPairs.length ? request.fetchUrl : request.url;
+  lines.push(`${first} ${shellQuote(url)}`);
   if (request.key !== undefined) lines.push(`  -u ${shellQuote(`${request.key}:`)}`);
   if (request.idempotencyKey) lines.push(`  -H ${shellQuote(`Idempotency-Key: ${request.idempotencyKey}`)}`);
-  for (const [key, value] of pairs) {
-    const encodedValue = encodeComponent(value);
-    // -d sends its text as is; --data-urlencode percent-encodes what follows the first '=' exactly as the
-    // encoder does (only RFC 3986 unreserved characters stay literal).
-    if (encodedValue === value) lines.push(`  -d ${shellQuote(encodePair([key, value]))}`);
-    else lines.push(`  --data-urlencode ${shellQuote(`${encodeComponent(key)}=${value}`)}`);
-  }
+  // Always -d with the encoder's own percent-encoding: curl sends -d text as is, so the body is byte for
+  // byte what the page sends (curl's --data-urlencode would turn spaces into '+').
+  for (const pair of pairs) lines.push(`  -d ${shellQuote(encodePair(pair))}`);
   return lines.join(' \\\n');
 }
 
@@ -78,13 +75,15 @@ function literal(value, indent, style) {
   if (typeof value === 'boolean') return style === 'python' ? (value ? 'True' : 'False') : String(value);
   if (value === null) return style === 'python' ? 'None' : 'null';
   if (typeof value === 'string') return JSON.stringify(value);
+  // Python gets trailing commas; Node's literal stays valid JSON (keys quoted, no trailing commas).
+  const end = style === 'python' ? ',' : '';
   if (Array.isArray(value)) {
     if (!value.length) return '[]';
-    return `[\n${value.map((v) => inner + literal(v, inner, style)).join(',\n')},\n${indent}]`;
+    return `[\n${value.map((v) => inner + literal(v, inner, style)).join(',\n')}${end}\n${indent}]`;
   }
   const keys = Object.keys(value);
   if (!keys.length) return '{}';
-  return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${literal(value[k], inner, style)}`).join(',\n')},\n${indent}}`;
+  return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${literal(value[k], inner, style)}`).join(',\n')}${end}\n${indent}}`;
 }
 
 function params(request) {
