@@ -4,7 +4,7 @@
 
 import { append, clear, h } from './dom.js';
 import { encodeForm, formPairs } from './encode.js';
-import { Form } from './form.js';
+import { Form, withCode } from './form.js';
 import { idPrefix, operations } from './schema.js';
 import * as snippets from './snippets.js';
 
@@ -198,7 +198,7 @@ function renderOperation(op) {
         h('label', { class: 'inline' }, enabled, ' Send an Idempotency-Key'),
         h('div', { class: 'field-head' }, h('label', { for: 'idempotency-key' }, h('code', {}, 'Idempotency-Key'))),
         h('div', { class: 'with-button' }, input, h('button', { type: 'button', onclick: () => { input.value = freshIdempotencyKey(); renderSnippets(); } }, 'New key')),
-        h('p', { class: 'description', id: 'idempotency-note' }, 'A fresh key for every send. "Replay with the same key" sends the last request again with its key: the service answers with the stored result (Idempotent-Replayed: true) and writes nothing. ', op.idempotency.description)));
+        h('p', { class: 'description', id: 'idempotency-note' }, 'A fresh key for every send. "Replay with the same key" sends the last request again with its key: the service answers with the stored result (Idempotent-Replayed: true) and writes nothing. ', withCode(op.idempotency.description))));
     view.idempotency = { enabled, input };
   }
   const send = h('button', { type: 'button', id: 'send', class: 'primary', 'aria-describedby': 'send-note', onclick: () => sendRequest(false) }, 'Send request');
@@ -211,8 +211,8 @@ function renderOperation(op) {
   append(main, [
     h('header', { class: 'op-head' },
       h('h2', {}, h('span', { class: `method m-${op.method.toLowerCase()}` }, op.method), ' ', h('code', { class: 'path' }, op.path)),
-      h('p', { class: 'summary' }, op.summary, op.public ? ' (public: no key needed)' : ''),
-      op.description ? h('p', { class: 'description' }, op.description) : null),
+      h('p', { class: 'summary' }, withCode(op.summary), op.public ? ' (public: no key needed)' : ''),
+      op.description ? h('p', { class: 'description' }, withCode(op.description)) : null),
     section('Path parameters', pathSection),
     section('Query parameters', querySection),
     section('Body parameters', bodySection, op.body?.description),

@@ -59,6 +59,11 @@ function clientCheck(model, text) {
   return '';
 }
 
+// `code` spans of a description (the document's Markdown) as <code>; everything else stays text.
+export function withCode(text) {
+  return text.split('`').map((part, index) => (index % 2 ? h('code', {}, part) : part));
+}
+
 export class Form {
   constructor(onChange) {
     this.onChange = onChange;
@@ -145,7 +150,7 @@ export class Form {
   describe(model, id) {
     const limits = limitsText(model);
     return [
-      model.description ? h('p', { class: 'description', id: `${id}-description` }, model.description) : null,
+      model.description ? h('p', { class: 'description', id: `${id}-description` }, withCode(model.description)) : null,
       limits ? h('p', { class: 'limits', id: `${id}-limits` }, limits) : null,
     ];
   }

@@ -36,6 +36,7 @@ from tests.e2e.conftest import Server
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright, expect
+    from playwright.async_api import Error as PlaywrightError
 except ImportError:  # pragma: no cover - the test extra installs it
     async_playwright = None
 
@@ -85,6 +86,7 @@ async def browser() -> AsyncIterator[Browser]:
         if IN_CI:
             pytest.fail(f"browser tests cannot run in CI: {why}", pytrace=False)
         pytest.skip(why)
+    os.makedirs(ARTIFACTS, exist_ok=True)
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(executable_path=path, args=FLAGS)
         try:
@@ -110,7 +112,6 @@ class Session:
         return self.page
 
     async def screenshot(self, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         await self.page.screenshot(path=str(path))
         with capsys.disabled():
@@ -299,7 +300,7 @@ async def test_page_and_assets_are_served_strictly_without_a_key(server: Server)
 
 async def test_the_guard_aborts_and_records_other_origins(session: Session) -> None:
     # The proof that the "nothing left the origin" assertion at the end of every test can fail.
-    with pytest.raises(Exception, match="ERR_FAILED|net::"):
+    with pytest.raises(PlaywrightError, match=r"net::ERR_FAILED"):
         await session.page.goto("http://example.com/")
     assert session.blocked == ["http://example.com/"]
     session.blocked.clear()
@@ -530,6 +531,7 @@ async def test_create_customer_wire_snippets_response_and_what_it_wrote(
     await expect(events.first).to_contain_text(entry["event_id"])
     feed = written.get_by_role("list", name="Feed events")
     await expect(feed).to_contain_text("customer.created")
+    await page.get_by_role("tab", name="curl", exact=True).click()
     await session.screenshot("create-customer-1280x800", capsys)
 
     # The same request from each snippet: curl and stripe-python run for real against a loopback receiver.
@@ -561,6 +563,8 @@ async def test_create_customer_wire_snippets_response_and_what_it_wrote(
     await expect(written).to_contain_text(f"Replayed: this call appended nothing. The original request {request_id} had appended:")
     listed = await api_get(server, "/v1/customers?email=jenny.rosen%2Bexplorer%40example.com")
     assert [c["id"] for c in listed["data"]] == [customer["id"]]
+    await written.scroll_into_view_if_needed()
+    await session.screenshot("replay-1280x800", capsys)
     # the next send gets a fresh key
     assert await page.get_by_label("Idempotency-Key", exact=True).input_value() != idempotency_key
 
@@ -579,7 +583,9 @@ async def api_get(server: Server, path: str, key: str | None = None) -> Any:
 # ---------------------------------------------------------------------------------------------------
 
 
-async def test_balance_writes_show_ending_balance_and_chain_links(session: Session, server: Server) -> None:
+async def test_balance_writes_show_ending_balance_and_chain_links(
+    session: Session, server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
     page = await session.open()
     await set_key(page, server.key)
     await page.get_by_label("email", exact=True).fill("ledger@example.com")
@@ -609,6 +615,8 @@ async def test_balance_writes_show_ending_balance_and_chain_links(session: Sessi
     await expect(written.get_by_role("list", name="Feed events")).to_contain_text(
         "customer_balance_transaction.created"
     )
+    await written.scroll_into_view_if_needed()
+    await session.screenshot("balance-transaction-1280x800", capsys)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -719,7 +727,7 @@ async def test_every_documented_operation_renders_its_parameters(session: Sessio
                 continue
             await choose(page, method.upper(), path)
             main = page.get_by_role("main")
-            await expect(main).to_contain_text(op["summary"])
+            await expect(main).to_contain_text(op["summary"].replace("`", ""))
             parameters = [*item.get("parameters", []), *op.get("parameters", [])]
             expected = [("control", p["name"]) for p in parameters if p["in"] in ("path",)]
             expected += control_names({p["name"]: p["schema"] for p in parameters if p["in"] == "query"}, doc)
@@ -771,6 +779,9 @@ async def test_screens(
         await page.get_by_label("email", exact=True).fill(f"{name}@example.com")
         await page.get_by_label("metadata key 1").fill("screen")
         await page.get_by_label("metadata[screen]", exact=True).fill(name)
+        if viewport is NARROW:
+            await page.evaluate("window.scrollTo(0, 0)")
+            await current.screenshot(f"explorer-{name}-top", capsys)
         await page.get_by_role("button", name="Send request").click()
         response = page.get_by_role("region", name="Response")
         await expect(response).to_contain_text("200 OK")
