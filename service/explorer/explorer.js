@@ -458,8 +458,9 @@ function findOp(method, test) {
 
 function hashLink(previous, hash) {
   return h('p', { class: 'chain' },
-    h('span', { class: 'chain-label' }, 'chain'), ' ',
-    h('code', { class: 'hash', title: 'hash of the previous event of this stream' }, previous), ' → ',
+    h('span', { class: 'chain-label' }, 'previous'), ' ',
+    h('code', { class: 'hash', title: 'hash of the previous event of this stream (zeros: the first)' }, previous), ' → ',
+    h('span', { class: 'chain-label' }, 'hash'), ' ',
     h('code', { class: 'hash', title: "this event's hash: sha256(previous hash ‖ its canonical bytes)" }, hash));
 }
 

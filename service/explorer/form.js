@@ -22,7 +22,9 @@ function limitsText(model) {
     if (model.notEqual !== undefined) parts.push(`not ${model.notEqual}`);
     if (model.pattern) parts.push(`pattern ${model.pattern}`);
   }
-  if (model.kind === 'enum') parts.push(`one of ${model.options.join(', ')}`);
+  if (model.kind === 'enum') {
+    parts.push(model.options.length > 12 ? `one of ${model.options.length} values` : `one of ${model.options.join(', ')}`);
+  }
   if (model.kind === 'map') {
     if (model.maxProperties !== undefined) parts.push(`at most ${model.maxProperties} keys`);
     if (model.keyMaxLength !== undefined) parts.push(`keys ≤ ${model.keyMaxLength} characters`);

@@ -527,7 +527,7 @@ async def test_create_customer_wire_snippets_response_and_what_it_wrote(
     await expect(events.first).to_contain_text("CustomerCreated")
     history = await api_get(server, f"/v1/customers/{customer['id']}/history")
     entry = history["data"][0]
-    await expect(events.first).to_contain_text(f"{'0' * 64} → {entry['hash']}")
+    await expect(events.first).to_contain_text(f"previous {'0' * 64} → hash {entry['hash']}")
     await expect(events.first).to_contain_text(entry["event_id"])
     feed = written.get_by_role("list", name="Feed events")
     await expect(feed).to_contain_text("customer.created")
@@ -611,7 +611,7 @@ async def test_balance_writes_show_ending_balance_and_chain_links(
     await expect(events.first).to_contain_text("ending_balance 150")
     history = (await api_get(server, f"/v1/customers/{customer_id}/history"))["data"]
     assert [e["version"] for e in history] == [1, 2, 3]
-    await expect(events.first).to_contain_text(f"{history[1]['hash']} → {history[2]['hash']}")
+    await expect(events.first).to_contain_text(f"previous {history[1]['hash']} → hash {history[2]['hash']}")
     await expect(written.get_by_role("list", name="Feed events")).to_contain_text(
         "customer_balance_transaction.created"
     )
