@@ -236,6 +236,16 @@ export class Form {
     return { fieldset, isUnset: () => unset };
   }
 
+  // "Add metadata entry" / "Remove last metadata entry" (and the same for array items).
+  rowButtons(model, noun, add, removeLast) {
+    return h(
+      'div',
+      { class: 'row-buttons' },
+      h('button', { type: 'button', onclick: () => { add(); this.changed(); } }, `Add ${model.path} ${noun}`),
+      h('button', { type: 'button', onclick: removeLast }, `Remove last ${model.path} ${noun}`),
+    );
+  }
+
   object(model) {
     const children = model.children.map((child) => this.control(child));
     const inner = h('fieldset', { class: 'group-body' });
@@ -286,13 +296,7 @@ export class Form {
       this.changed();
     };
     addRow();
-    const buttons = h(
-      'div',
-      { class: 'row-buttons' },
-      h('button', { type: 'button', onclick: () => { addRow(); this.changed(); } }, `Add ${model.path} entry`),
-      h('button', { type: 'button', onclick: removeRow }, `Remove last ${model.path} entry`),
-    );
-    const { fieldset, isUnset } = this.group(model, [list, buttons], inner);
+    const { fieldset, isUnset } = this.group(model, [list, this.rowButtons(model, 'entry', addRow, removeRow)], inner);
     const read = () => {
       if (isUnset()) return '';
       const value = {};
@@ -329,13 +333,7 @@ export class Form {
       this.changed();
     };
     addItem();
-    const buttons = h(
-      'div',
-      { class: 'row-buttons' },
-      h('button', { type: 'button', onclick: () => { addItem(); this.changed(); } }, `Add ${model.path} item`),
-      h('button', { type: 'button', onclick: removeItem }, `Remove last ${model.path} item`),
-    );
-    const { fieldset, isUnset } = this.group(model, [list, buttons], inner);
+    const { fieldset, isUnset } = this.group(model, [list, this.rowButtons(model, 'item', addItem, removeItem)], inner);
     const read = () => {
       if (isUnset()) return '';
       const values = items.map((item) => item.read()).filter((v) => v !== undefined);

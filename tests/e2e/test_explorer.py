@@ -651,6 +651,14 @@ async def test_a_stripe_error_marks_the_offending_input(session: Session, server
     await expect(shipping_name).to_have_accessible_description(re.compile(r"Missing required param: shipping\[name\]"))
     await expect(balance).not_to_have_attribute("aria-invalid", "true")  # the last error is cleared
 
+    # "Unset" sends `name=`, for a scalar and for a whole object.
+    await page.get_by_role("button", name="Unset description", exact=True).click()
+    await page.get_by_role("button", name="Unset shipping", exact=True).click()
+    await expect(page.get_by_label("description", exact=True)).to_be_disabled()
+    assert (await snippet(page, "Wire")).splitlines()[-1] == "description=&shipping="
+    await page.get_by_role("button", name="Unset shipping", exact=True).click()
+    assert (await snippet(page, "Wire")).splitlines()[-1] == "description=&shipping[address][line1]=1%20Dock%20Rd"
+
 
 # ---------------------------------------------------------------------------------------------------
 # live mode asks first
