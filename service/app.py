@@ -15,9 +15,10 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledgerd.service.auth import KeyCache, authenticate
+from ledgerd.service.commands.group_commit import GroupCommitter
+from ledgerd.service.commands.runner import Runner, SoloRunner
 from ledgerd.service.config import Config
 from ledgerd.service.errors import error_middleware
-from ledgerd.service.group_commit import GroupCommitter
 from ledgerd.service.observability import Metrics, access_middleware, configure_logging
 from ledgerd.service.openapi import openapi_view
 from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
@@ -102,7 +103,8 @@ def pool_context(config: Config) -> Any:
             if config.group_commit_lanes
             else None
         )
-        app["committer"] = committer
+        runner: Runner = committer if committer is not None else SoloRunner(store)
+        app["runner"] = runner
         try:
             yield
         finally:
