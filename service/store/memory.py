@@ -7,10 +7,14 @@ the projection rows the commands wrote, keyed like the tables.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ledgerd.service.store.base import (
     Appended,
@@ -43,8 +47,9 @@ class MemoryState:
 
 
 class MemoryConnection:
-    def __init__(self, state: MemoryState) -> None:
+    def __init__(self, state: MemoryState, locks: dict[str, asyncio.Lock]) -> None:
         self.state = state
+        self.locks = locks
 
     def head(self, stream_id: str) -> StreamHead | None:
         events = self.state.streams.get(stream_id)
@@ -80,7 +85,10 @@ class MemoryConnection:
 
     @asynccontextmanager
     async def serialized(self, keys: Sequence[str]) -> AsyncIterator[None]:
-        yield  # one event loop, and each call is atomic: nothing can interleave a write
+        async with contextlib.AsyncExitStack() as held:
+            for key in sorted(set(keys)):
+                await held.enter_async_context(self.locks.setdefault(key, asyncio.Lock()))
+            yield
 
     async def write(self, writes: Sequence[Write]) -> Appended:
         state = self.state
@@ -112,13 +120,7 @@ class MemoryConnection:
         for write in writes:
             if write.header is not None and write.links:
                 stream = state.streams.setdefault(write.header.stream_id, [])
-                metadata = {
-                    "account": write.metadata.account,
-                    "livemode": write.metadata.livemode,
-                    "request_id": write.metadata.request_id,
-                    "idempotency_key": write.metadata.idempotency_key,
-                    "api_key_id": write.metadata.api_key_id,
-                }
+                metadata = msgspec.to_builtins(write.metadata)
                 for link in write.links:
                     event = RecordedEvent(
                         position=state.next_position,
@@ -169,10 +171,11 @@ class MemoryConnection:
 class MemoryEventStore:
     def __init__(self) -> None:
         self.state = MemoryState()
+        self.locks: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[MemoryConnection]:
-        yield MemoryConnection(self.state)
+        yield MemoryConnection(self.state, self.locks)
 
     async def load_stream(
         self, stream_id: str, *, up_to_version: int | None = None, up_to_time_us: int | None = None

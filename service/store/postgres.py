@@ -226,6 +226,14 @@ def write_arguments(writes: Sequence[Write]) -> list[Any]:
     ]
 
 
+def conflict(writes: Sequence[Write]) -> WrongExpectedVersion:
+    """The conflict of a batch, named by its first stream (the statement does not say which moved)."""
+    first = next((write for write in writes if write.header is not None), None)
+    if first is None or first.header is None:
+        return WrongExpectedVersion("", 0)
+    return WrongExpectedVersion(first.header.stream_id, first.expected_version)
+
+
 class PostgresConnection:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -277,10 +285,12 @@ class PostgresConnection:
         try:
             row = await self.conn.fetchrow(statements()["write"], *write_arguments(writes))
         except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == "events_pkey":  # a stream version taken: the stream moved
+                raise conflict(writes) from error
             raise DuplicateKey(str(error)) from error
         except asyncpg.PostgresError as error:
             if error.sqlstate == VERSION_CONFLICT:
-                raise WrongExpectedVersion("", -1) from error
+                raise conflict(writes) from error
             raise
         positions = {
             (stream_id, version): position
