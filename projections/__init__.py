@@ -27,10 +27,10 @@ from ledgerd.domain.customer import (
     transaction_created,
     transaction_updated,
 )
+from ledgerd.domain.log import RecordedEvent
 from ledgerd.projections import balance_transactions, customers, stripe_events
 from ledgerd.projections.sql import columns_of
 from ledgerd.projections.stripe_events import Source
-from ledgerd.service.store.base import RecordedEvent
 
 PROJECTION_TABLES: tuple[str, ...] = (customers.TABLE, balance_transactions.TABLE, stripe_events.TABLE)
 FEED_TABLE = stripe_events.TABLE

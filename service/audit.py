@@ -79,10 +79,11 @@ from ledgerd.domain.customer import (
     CustomerState,
     evolve,
 )
+from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, canonical_bytes
 from ledgerd.projections import PROJECTION_TABLES, Fold
 from ledgerd.projections import customers as customers_projection
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
-from ledgerd.service.store.base import GENESIS_HASH, GlobalCursor, RecordedEvent, canonical_bytes
+from ledgerd.service.store.base import GlobalCursor
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event, to_microseconds, to_timestamp
 
 

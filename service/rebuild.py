@@ -46,6 +46,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ledgerd.domain.log import RecordedEvent
 from ledgerd.projections import (
     FEED_COLUMNS,
     FEED_TABLE,
@@ -57,7 +58,7 @@ from ledgerd.projections import (
     customers,
     stripe_events,
 )
-from ledgerd.service.store.base import GlobalCursor, RecordedEvent
+from ledgerd.service.store.base import GlobalCursor
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 
 REBUILD_SCHEMA = "ledger_rebuild"

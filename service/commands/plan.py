@@ -34,25 +34,20 @@ from ledgerd.domain.customer import (
     transaction_updated,
 )
 from ledgerd.domain.errors import DomainError, InvalidParameter, ResourceMissing
+from ledgerd.domain.log import GENESIS_HASH, EventMetadata, RecordedEvent, StreamHeader, chain_links, prepare
 from ledgerd.projections import balance_transactions, customers, project
 from ledgerd.projections.sql import Rows
 from ledgerd.projections.stripe_events import Source
 from ledgerd.service.commands.idempotency import IdempotencyRequest, check_replay
 from ledgerd.service.ids import random_token
 from ledgerd.service.store.base import (
-    GENESIS_HASH,
     ClaimKey,
-    EventMetadata,
     IdempotencyRecord,
     IdempotencyScope,
     ReadRequest,
     Reads,
-    RecordedEvent,
     StreamHead,
-    StreamHeader,
     Write,
-    chain_links,
-    prepare,
 )
 
 Executable = AnyCommand | UpsertCustomer

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from ledgerd.domain.log import RecordedEvent
 from ledgerd.service.store.base import (
     Appended,
     ClaimKey,
@@ -25,7 +26,6 @@ from ledgerd.service.store.base import (
     IdempotencyScope,
     ReadRequest,
     Reads,
-    RecordedEvent,
     StreamHead,
     Write,
     WrongExpectedVersion,

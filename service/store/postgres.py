@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ledgerd.domain.log import RecordedEvent
 from ledgerd.projections import customers
 from ledgerd.projections.sql import load_queries
 from ledgerd.service.store.base import (
@@ -30,7 +31,6 @@ from ledgerd.service.store.base import (
     IdempotencyRecord,
     ReadRequest,
     Reads,
-    RecordedEvent,
     StreamHead,
     Write,
     WrongExpectedVersion,

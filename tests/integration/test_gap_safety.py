@@ -10,8 +10,9 @@ import random
 import asyncpg
 
 from ledgerd.domain.customer import BalanceAdjusted, CustomerCreated
+from ledgerd.domain.log import EventMetadata, RecordedEvent, StreamHeader, prepare
 from ledgerd.domain.values import Profile
-from ledgerd.service.store.base import EventMetadata, GlobalCursor, RecordedEvent, StreamHeader, prepare
+from ledgerd.service.store.base import GlobalCursor
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.support.appending import append
 

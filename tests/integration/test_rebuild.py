@@ -22,12 +22,12 @@ from ledgerd.domain.customer import (
     UpdateCustomer,
 )
 from ledgerd.domain.errors import DomainError
+from ledgerd.domain.log import EventMetadata, StreamHeader, prepare
 from ledgerd.domain.values import Address, Profile
 from ledgerd.projections import PROJECTION_TABLES
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.plan import RequestContext
 from ledgerd.service.rebuild import REBUILD_LOCK_ID, RebuildError, compare_projections, rebuild
-from ledgerd.service.store.base import EventMetadata, StreamHeader, prepare
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.support.appending import append
 

@@ -12,22 +12,24 @@ import asyncpg
 import pytest
 
 from ledgerd.domain.customer import AnyEvent, BalanceAdjusted, CustomerCreated, CustomerDeleted
+from ledgerd.domain.log import (
+    GENESIS_HASH,
+    EventMetadata,
+    PendingEvent,
+    RecordedEvent,
+    StreamHeader,
+    event_hash,
+    prepare,
+)
 from ledgerd.domain.values import Profile
 from ledgerd.service.store.base import (
-    GENESIS_HASH,
     DuplicateKey,
-    EventMetadata,
     EventStore,
     GlobalCursor,
     IdempotencyRecord,
-    PendingEvent,
     ReadRequest,
-    RecordedEvent,
-    StreamHeader,
     Write,
     WrongExpectedVersion,
-    event_hash,
-    prepare,
 )
 from ledgerd.service.store.memory import MemoryEventStore
 from ledgerd.service.store.postgres import PostgresEventStore

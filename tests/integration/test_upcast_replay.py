@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 
 from ledgerd.domain.customer import AdjustBalance, CreateCustomer, UpdateBalanceTransaction
+from ledgerd.domain.log import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.domain.upcasting import REGISTRY, to_event
 from ledgerd.domain.values import Profile
 from ledgerd.projections import PROJECTION_TABLES
@@ -24,7 +25,6 @@ from ledgerd.service import audit
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.plan import RequestContext
 from ledgerd.service.rebuild import rebuild
-from ledgerd.service.store.base import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.service.store.postgres import PostgresEventStore
 
 ACCOUNT = "acct_upcast"

@@ -9,19 +9,21 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from ledgerd.service.store.base import (
+from ledgerd.domain.log import (
     GENESIS_HASH,
+    EventMetadata,
+    PendingEvent,
+    RecordedEvent,
+    StreamHeader,
+    chain_links,
+)
+from ledgerd.service.store.base import (
     Appended,
     ClaimKey,
-    EventMetadata,
     IdempotencyRecord,
-    PendingEvent,
     ReadRequest,
-    RecordedEvent,
     StoreConnection,
-    StreamHeader,
     Write,
-    chain_links,
 )
 from ledgerd.service.store.postgres import PostgresConnection
 

@@ -53,6 +53,7 @@ from ledgerd.domain.errors import (
     InvalidParameter,
     ResourceMissing,
 )
+from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, event_hash
 from ledgerd.domain.money import MAX_AMOUNT, balance_in_bounds, normalize_currency
 from ledgerd.domain.values import Profile
 from ledgerd.projections.sql import Rows
@@ -60,13 +61,7 @@ from ledgerd.service.commands.errors import IdempotencyConflict
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import Outcome, RequestContext
-from ledgerd.service.store.base import (
-    GENESIS_HASH,
-    EventStore,
-    GlobalCursor,
-    RecordedEvent,
-    event_hash,
-)
+from ledgerd.service.store.base import EventStore, GlobalCursor
 from ledgerd.service.store.memory import MemoryEventStore
 
 ACCOUNT = "acct_machine"
