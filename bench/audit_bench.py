@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ledgerd.domain.customer import BalanceAdjusted, CustomerChanges, CustomerCreated, CustomerUpdated
+from ledgerd.domain.log import GENESIS_HASH, EventMetadata, StreamHeader, chain_links, prepare
 from ledgerd.domain.values import Address, Profile
 from ledgerd.service.audit import (
     check_chains,
@@ -48,7 +49,6 @@ from ledgerd.service.audit import (
 )
 from ledgerd.service.migrate import apply_migrations
 from ledgerd.service.rebuild import rebuild
-from ledgerd.service.store.base import GENESIS_HASH, EventMetadata, StreamHeader, chain_links, prepare
 from ledgerd.service.store.postgres import to_timestamp
 
 T = TypeVar("T")

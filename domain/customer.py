@@ -205,11 +205,18 @@ class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BalanceTransactionState(msgspec.Struct, frozen=True, kw_only=True):
-    """What UpdateBalanceTransaction decides on: the customer plus the one transaction it names."""
+    """What UpdateBalanceTransaction decides on: the customer plus the one transaction it names, as
+    its events left it (everything the ledger entry shows, so its row can be rendered from here)."""
 
     transaction_id: str
     customer: CustomerState = CustomerState()
     found: bool = False
+    version: int = 0  # the stream version of the BalanceAdjusted event that created it
+    type: str = "adjustment"
+    amount: int = 0
+    currency: str = ""
+    ending_balance: int = 0
+    created: int = 0
     description: str | None = None
     metadata: dict[str, str] = {}
 
@@ -255,18 +262,39 @@ def evolve(state: CustomerState, event: AnyEvent) -> CustomerState:
 def evolve_transaction(state: BalanceTransactionState, event: AnyEvent) -> BalanceTransactionState:
     customer = evolve(state.customer, event)
     if isinstance(event, BalanceAdjusted) and event.transaction_id == state.transaction_id:
-        return msgspec.structs.replace(
-            state, customer=customer, found=True, description=event.description, metadata=event.metadata
-        )
+        return transaction_created(customer, event)
     if isinstance(event, BalanceTransactionUpdated) and event.transaction_id == state.transaction_id:
-        changes = event.changes
-        return msgspec.structs.replace(
-            state,
-            customer=customer,
-            description=state.description if changes.description is UNSET else changes.description,
-            metadata=state.metadata if changes.metadata is UNSET else changes.metadata,
-        )
+        return msgspec.structs.replace(transaction_updated(state, event), customer=customer)
     return msgspec.structs.replace(state, customer=customer)
+
+
+def transaction_updated(
+    state: BalanceTransactionState, event: BalanceTransactionUpdated
+) -> BalanceTransactionState:
+    """The transaction after a change of its description or metadata."""
+    changes = event.changes
+    return msgspec.structs.replace(
+        state,
+        description=state.description if changes.description is UNSET else changes.description,
+        metadata=state.metadata if changes.metadata is UNSET else changes.metadata,
+    )
+
+
+def transaction_created(customer: CustomerState, event: BalanceAdjusted) -> BalanceTransactionState:
+    """The transaction a BalanceAdjusted event creates; `customer` is the state after the event."""
+    return BalanceTransactionState(
+        transaction_id=event.transaction_id,
+        customer=customer,
+        found=True,
+        version=customer.version,
+        type=event.type,
+        amount=event.amount,
+        currency=event.currency,
+        ending_balance=event.ending_balance,
+        created=event.created,
+        description=event.description,
+        metadata=event.metadata,
+    )
 
 
 def apply_changes(profile: Profile, changes: CustomerChanges) -> Profile:

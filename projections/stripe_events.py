@@ -1,7 +1,7 @@
 """Stripe event feed projection (table `stripe_events`).
 
-It runs after the customer and ledger projections have applied the whole command (one transaction's
-events), so `data.object` is the object as the API returned it after that command. Mapping:
+Rendered from the rows the customer and ledger projections hold after the whole command, so
+`data.object` is the object as the API returned it after that command. Mapping (typed, upcast events):
   CustomerCreated            -> customer.created
   CustomerUpdated            -> customer.updated (previous_attributes = old values of changed fields)
   CustomerDeleted            -> customer.deleted (data.object = the customer as it was)
@@ -13,18 +13,28 @@ events), so `data.object` is the object as the API returned it after that comman
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
-import asyncpg
 import msgspec
+from msgspec import UNSET
 
+from ledgerd.domain.customer import (
+    AnyEvent,
+    BalanceAdjusted,
+    BalanceTransactionUpdated,
+    CustomerChanges,
+    CustomerCreated,
+    CustomerDeleted,
+    CustomerUpdated,
+    TransactionChanges,
+)
 from ledgerd.projections.objects import customer_field_value, render_balance_transaction, render_customer
-from ledgerd.projections.sql import Rows, load_queries
-from ledgerd.service.store.base import RecordedEvent
 
-TABLES = ("stripe_events",)
-Q = load_queries("stripe_events.sql")
+TABLE = "stripe_events"
+TABLES = (TABLE,)
+COLUMNS = ("id", "account", "livemode", "position", "seq", "type", "created", "customer_id", "data", "request")
+JSONB_COLUMNS = frozenset({"data", "request"})
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -51,138 +61,108 @@ def derived_event_id(event_id: str, kind: str) -> str:
     return "evt_" + "".join(chars)
 
 
-def metadata_previous(old: dict[str, str], new: dict[str, str]) -> dict[str, str | None]:
+def metadata_previous(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str | None]:
     keys = sorted(set(old) | set(new))
     return {key: old.get(key) for key in keys if old.get(key) != new.get(key)}
 
 
-def previous_attributes(data: dict[str, Any]) -> dict[str, Any]:
-    changes, previous = data["changes"], data["previous"]
+def previous_attributes(event: CustomerUpdated) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for name, old in previous.items():
+    new = event.changes.metadata
+    for name, old in as_documents(event.previous).items():
         if name == "metadata":
-            result["metadata"] = metadata_previous(old, changes.get("metadata", {}))
+            result["metadata"] = metadata_previous(old, {} if new is UNSET else new)
         else:
             result[name] = customer_field_value(name, old)
     return result
 
 
-Lookup = Callable[[str, str], Any]  # (table, id) -> the row after the command, or None
+def as_documents(changes: CustomerChanges | TransactionChanges) -> dict[str, Any]:
+    """A sparse set of changes as the JSON document it is stored as (only the fields present)."""
+    document: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(changes))
+    return document
 
 
-def records(event: RecordedEvent, row: Lookup) -> list[tuple[Any, ...]]:
-    """The feed rows of one event (columns of Q["insert"] / COPY_COLUMNS), rendered from `row`."""
-    request = json_text(
-        {"id": event.metadata.get("request_id"), "idempotency_key": event.metadata.get("idempotency_key")}
-    )
-    return [
-        (
-            event_id,
-            event.metadata["account"],
-            event.metadata["livemode"],
-            event.position,
-            seq,
-            kind,
-            event.recorded_at_us // 1_000_000,
-            event.stream_id,
-            json_text(payload),
-            request,
-        )
-        for seq, (event_id, kind, payload) in enumerate(feed_entries(event, row))
-    ]
+class Source(NamedTuple):
+    """Where a domain event sits in the log: what a feed row needs besides the event itself."""
+
+    event_id: str
+    stream_id: str
+    stream_version: int
+    position: int | None  # None on the live path until the event is appended
+    recorded_at_us: int
+    metadata: Mapping[str, Any]
 
 
-COPY_COLUMNS = (
-    "id",
-    "account",
-    "livemode",
-    "position",
-    "seq",
-    "type",
-    "created",
-    "customer_id",
-    "data",
-    "request",
-)
-
-
-def json_text(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
-def rows_needed(event: RecordedEvent) -> list[tuple[str, str]]:
-    """The projection rows `feed_entries` renders for an event."""
-    kind = event.event_type
-    if kind == "BalanceTransactionUpdated":
-        return [("balance_transactions", event.data["transaction_id"])]
-    if kind == "BalanceAdjusted":
-        return [("customers", event.stream_id), ("balance_transactions", event.data["transaction_id"])]
-    if kind in ("CustomerCreated", "CustomerUpdated", "CustomerDeleted"):
-        return [("customers", event.stream_id)]
-    return []
-
-
-async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows) -> None:
-    await insert(conn, await feed_rows(conn, events, rows))
-
-
-async def feed_rows(
-    conn: asyncpg.Connection, events: Sequence[RecordedEvent], rows: Rows
-) -> list[tuple[Any, ...]]:
-    """The feed rows of a command's events, rendered from the rows this command's projections wrote,
-    else (e.g. a partial replay) the stored ones."""
-    found: Rows = {}
-    for event in events:
-        for table, key in rows_needed(event):
-            if (table, key) not in found:
-                row = rows.get((table, key))
-                found[(table, key)] = row if row is not None else await conn.fetchrow(Q[f"{table}_row"], key)
-    return [record for event in events for record in records(event, lambda t, k: found[(t, k)])]
-
-
-async def insert(conn: asyncpg.Connection, values: Sequence[tuple[Any, ...]]) -> None:
-    """Feed rows (of one command, or of every command of a group-commit transaction) in one INSERT."""
-    if values:
-        await conn.execute(Q["insert"], *(list(column) for column in zip(*values, strict=True)))
-
-
-def feed_entries(event: RecordedEvent, row: Lookup) -> list[tuple[str, str, dict[str, Any]]]:
-    kind = event.event_type
-    data = event.data
-    if kind == "BalanceTransactionUpdated":
-        txn = render_balance_transaction(row("balance_transactions", data["transaction_id"]))
-        old = dict(data["previous"])
-        if "metadata" in old:
-            old["metadata"] = metadata_previous(old["metadata"], data["changes"].get("metadata", {}))
-        payload = {"object": txn, "previous_attributes": old}
-        return [(event.event_id, "customer_balance_transaction.updated", payload)]
-    if kind not in ("CustomerCreated", "CustomerUpdated", "CustomerDeleted", "BalanceAdjusted"):
-        return []
-    customer = render_customer(row("customers", event.stream_id))
-    if kind == "CustomerCreated":
-        return [(event.event_id, "customer.created", {"object": customer})]
-    if kind == "CustomerUpdated":
-        return [
-            (
-                event.event_id,
-                "customer.updated",
-                {"object": customer, "previous_attributes": previous_attributes(data)},
+def feed_rows(
+    events: Sequence[tuple[Source, AnyEvent]],
+    customer: Mapping[str, Any],
+    transactions: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """The feed rows of one command's events, rendered from the customer row and the balance
+    transaction rows as the whole command left them. Each row also carries `stream_version` (of its
+    source event), which the live path uses to find the event's position."""
+    rows: list[dict[str, Any]] = []
+    for source, event in events:
+        request = {
+            "id": source.metadata.get("request_id"),
+            "idempotency_key": source.metadata.get("idempotency_key"),
+        }
+        for seq, (event_id, kind, payload) in enumerate(entries(source, event, customer, transactions)):
+            rows.append(
+                {
+                    "id": event_id,
+                    "account": source.metadata["account"],
+                    "livemode": source.metadata["livemode"],
+                    "position": source.position,
+                    "seq": seq,
+                    "type": kind,
+                    "created": source.recorded_at_us // 1_000_000,
+                    "customer_id": source.stream_id,
+                    "data": payload,
+                    "request": request,
+                    "stream_version": source.stream_version,
+                }
             )
-        ]
-    if kind == "CustomerDeleted":
-        return [(event.event_id, "customer.deleted", {"object": customer})]
-    previous: dict[str, Any] = {"balance": data["ending_balance"] - data["amount"]}
-    txn = render_balance_transaction(row("balance_transactions", data["transaction_id"]))
-    entries = []
-    if data["type"] != "initial":
-        entries.append(
-            (event.event_id, "customer.updated", {"object": customer, "previous_attributes": previous})
-        )
-    entries.append(
-        (
-            derived_event_id(event.event_id, "customer_balance_transaction.created"),
-            "customer_balance_transaction.created",
-            {"object": txn},
-        )
-    )
-    return entries
+    return rows
+
+
+def entries(
+    source: Source,
+    event: AnyEvent,
+    customer: Mapping[str, Any],
+    transactions: Mapping[str, Mapping[str, Any]],
+) -> list[tuple[str, str, dict[str, Any]]]:
+    match event:
+        case BalanceTransactionUpdated():
+            txn = render_balance_transaction(transactions[event.transaction_id])
+            old = as_documents(event.previous)
+            if "metadata" in old:
+                new = event.changes.metadata
+                old["metadata"] = metadata_previous(old["metadata"], {} if new is UNSET else new)
+            return [
+                (source.event_id, "customer_balance_transaction.updated", {"object": txn, "previous_attributes": old})
+            ]
+        case CustomerCreated():
+            return [(source.event_id, "customer.created", {"object": render_customer(customer)})]
+        case CustomerUpdated():
+            payload = {"object": render_customer(customer), "previous_attributes": previous_attributes(event)}
+            return [(source.event_id, "customer.updated", payload)]
+        case CustomerDeleted():
+            return [(source.event_id, "customer.deleted", {"object": render_customer(customer)})]
+        case BalanceAdjusted():
+            txn = render_balance_transaction(transactions[event.transaction_id])
+            found: list[tuple[str, str, dict[str, Any]]] = []
+            if event.type != "initial":
+                previous = {"balance": event.ending_balance - event.amount}
+                found.append(
+                    (
+                        source.event_id,
+                        "customer.updated",
+                        {"object": render_customer(customer), "previous_attributes": previous},
+                    )
+                )
+            created_id = derived_event_id(source.event_id, "customer_balance_transaction.created")
+            found.append((created_id, "customer_balance_transaction.created", {"object": txn}))
+            return found
+    return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,11 +16,12 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledgerd.service.auth import KeyCache, authenticate
+from ledgerd.service.commands.group_commit import GroupCommitter
+from ledgerd.service.commands.runner import Runner, SoloRunner
 from ledgerd.service.config import Config
 from ledgerd.service.errors import error_middleware
 from ledgerd.service.explorer import DOCS_PATH, DOCS_PREFIX
 from ledgerd.service.explorer import add_routes as add_explorer_routes
-from ledgerd.service.group_commit import GroupCommitter
 from ledgerd.service.observability import Metrics, access_middleware, configure_logging
 from ledgerd.service.openapi import openapi_view
 from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
@@ -41,9 +43,32 @@ class BoundedPool(asyncpg.pool.Pool):  # type: ignore[misc]
     def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.acquire_timeout = acquire_timeout
+        # Waiters are served first come, first served. asyncpg hands connections out through an
+        # asyncio.Queue, which lets a newcomer take a connection released for a waiter that is already
+        # queued; the waiter then queues again at the back: under load a few requests waited hundreds
+        # of milliseconds while the median waited none (bench/RESULTS.md, retrieve at 64 clients).
+        self.turns = asyncio.Semaphore(kwargs["max_size"])
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        started = time.monotonic()
+        await asyncio.wait_for(self.turns.acquire(), timeout)
+        try:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            return await super()._acquire(left)
+        except BaseException:
+            self.turns.release()
+            raise
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        held = getattr(connection, "_con", None) is not None  # releasing twice gives back one turn
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            if held:
+                self.turns.release()
 
 
 def connection_settings(config: Config) -> dict[str, str]:
@@ -105,7 +130,8 @@ def pool_context(config: Config) -> Any:
             if config.group_commit_lanes
             else None
         )
-        app["committer"] = committer
+        runner: Runner = committer if committer is not None else SoloRunner(store)
+        app["runner"] = runner
         try:
             yield
         finally:

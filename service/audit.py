@@ -60,7 +60,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -79,9 +79,11 @@ from ledgerd.domain.customer import (
     CustomerState,
     evolve,
 )
-from ledgerd.projections import PROJECTION_TABLES, apply_all
+from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, canonical_bytes
+from ledgerd.projections import PROJECTION_TABLES, Fold
+from ledgerd.projections import customers as customers_projection
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
-from ledgerd.service.store.base import GENESIS_HASH, GlobalCursor, RecordedEvent, canonical_bytes
+from ledgerd.service.store.base import GlobalCursor
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event, to_microseconds, to_timestamp
 
 
@@ -975,7 +977,7 @@ async def check_drift(
                 bulk = await bulk_replay(pool, conn, schema, progress=replay_progress)
                 await add_shadow_indexes(conn, schema, source, pool=pool)
                 async with conn.transaction(isolation="repeatable_read"):
-                    tail = await replay_tail(conn, schema, source, bulk.cursor)
+                    tail = await replay_tail(conn, schema, source, bulk.fold, bulk.cursor)
                     for table in PROJECTION_TABLES:
                         rows[table] = await compare_table(conn, source, schema, table, result, limit)
             except REPLAY_ERRORS as error:
@@ -1378,11 +1380,16 @@ FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::
 RETURNING position, tx_id
 """
 SQL_IMPORT_CREATE_STREAM = """
-INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 SQL_IMPORT_ADVANCE_STREAM = """
-UPDATE streams SET version = $3, head_hash = $4, updated_at = now() WHERE stream_id = $1 AND version = $2
+UPDATE streams SET version = $3, head_hash = $4, recorded_at = $5, updated_at = now()
+WHERE stream_id = $1 AND version = $2
+"""
+SQL_IMPORT_CLAIMS = """
+INSERT INTO external_id_claims (account, livemode, external_id, customer_id)
+SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[])
 """
 
 
@@ -1427,16 +1434,22 @@ async def import_jsonl(
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events)"):
             raise ImportError_("the target store already has events: import only into an empty store")
         group: list[ImportLine] = []
+        fold = Fold() if project else None
+        from ledgerd.service.rebuild import live_schema
+
+        schema = await live_schema(conn)
         async for raw in _aiter(lines):
             if not raw.strip():
                 continue
             line = decoder.decode(raw)
             if group and line.tx_id != group[-1].tx_id:
-                await _import_transaction(conn, group, project, stream_type, report)
+                await _import_transaction(conn, group, fold, schema, stream_type, report)
                 group = []
             group.append(line)
         if group:
-            await _import_transaction(conn, group, project, stream_type, report)
+            await _import_transaction(conn, group, fold, schema, stream_type, report)
+        if fold is not None:
+            await conn.execute(SQL_IMPORT_CLAIMS, *claims_of_fold(fold))
         if report.events:
             await conn.execute(
                 "SELECT setval(pg_get_serial_sequence('events', 'position'), (SELECT max(position) FROM events))"
@@ -1460,8 +1473,23 @@ def import_canonical(line: ImportLine) -> bytes:
     )
 
 
+def claims_of_fold(fold: Fold) -> list[list[Any]]:
+    """The external_id claims the imported customers hold (the live ones that have an external_id)."""
+    held = [
+        (state.account, state.livemode, state.profile.external_id, customer_id)
+        for customer_id, state in fold.states.items()
+        if state.exists and not state.deleted and state.profile.external_id is not None
+    ]
+    return [[claim[i] for claim in held] for i in range(4)]
+
+
 async def _import_transaction(
-    conn: asyncpg.Connection, group: list[ImportLine], project: bool, stream_type: str, report: ImportReport
+    conn: asyncpg.Connection,
+    group: list[ImportLine],
+    fold: Fold | None,
+    schema: str,
+    stream_type: str,
+    report: ImportReport,
 ) -> None:
     async with conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit = off")  # a crash loses only a rerunnable tail
@@ -1481,11 +1509,17 @@ async def _import_transaction(
                     bool(first.metadata.get("livemode", False)),
                     last.stream_version,
                     head,
+                    to_timestamp(last.recorded_at_us),
                 )
                 report.streams += 1
             else:
                 status = await conn.execute(
-                    SQL_IMPORT_ADVANCE_STREAM, stream_id, first.stream_version - 1, last.stream_version, head
+                    SQL_IMPORT_ADVANCE_STREAM,
+                    stream_id,
+                    first.stream_version - 1,
+                    last.stream_version,
+                    head,
+                    to_timestamp(last.recorded_at_us),
                 )
                 if status != "UPDATE 1":
                     raise ImportError_(
@@ -1507,27 +1541,27 @@ async def _import_transaction(
             [bytes.fromhex(line.hash) for line in group],
             [import_canonical(line) for line in group],
         )
-        if project:
+        if fold is not None:
+            from ledgerd.service.rebuild import apply_events
+
             tx_of = {row["position"]: row["tx_id"] for row in rows}
-            await apply_all(
-                conn,
-                [
-                    RecordedEvent(
-                        position=line.position,
-                        tx_id=tx_of[line.position],
-                        stream_id=line.stream_id,
-                        stream_version=line.stream_version,
-                        event_id=line.event_id,
-                        event_type=line.event_type,
-                        schema_version=line.schema_version,
-                        data=line.data,
-                        metadata=line.metadata,
-                        recorded_at_us=line.recorded_at_us,
-                        hash=bytes.fromhex(line.hash),
-                    )
-                    for line in group
-                ],
-            )
+            recorded = [
+                RecordedEvent(
+                    position=line.position,
+                    tx_id=tx_of[line.position],
+                    stream_id=line.stream_id,
+                    stream_version=line.stream_version,
+                    event_id=line.event_id,
+                    event_type=line.event_type,
+                    schema_version=line.schema_version,
+                    data=line.data,
+                    metadata=line.metadata,
+                    recorded_at_us=line.recorded_at_us,
+                    hash=bytes.fromhex(line.hash),
+                )
+                for line in group
+            ]
+            await apply_events(conn, schema, fold, recorded)
     report.events += len(group)
     report.transactions += 1
 
@@ -1574,55 +1608,35 @@ async def load_stream(conn: Queryable, customer_id: str, at_us: int | None = Non
 
 
 @dataclass
-class Fold:
-    """A customer stream folded with the domain's `evolve`, plus its balance transactions."""
+class StreamFold:
+    """A customer stream folded by the projections' own `project` (through the upcasters)."""
 
-    state: CustomerState = INITIAL_STATE
-    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)  # in ledger order
-    last_recorded_us: int | None = None
+    fold: Fold
+    customer_id: str | None
+    last_recorded_us: int | None
+
+    @property
+    def state(self) -> CustomerState:
+        return self.fold.states.get(self.customer_id or "", INITIAL_STATE)
+
+    def transaction_rows(self) -> list[dict[str, Any]]:
+        """The customer's ledger entries as rows, in ledger order."""
+        return [self.fold.transaction_row(tid) for tid in self.fold.transactions]
 
 
-def fold_stream(events: Iterable[RecordedEvent]) -> Fold:
+def fold_stream(events: Sequence[RecordedEvent]) -> StreamFold:
     fold = Fold()
-    for recorded in events:
-        event = recorded.event  # through the upcasters
-        fold.state = evolve(fold.state, event)
-        fold.last_recorded_us = recorded.recorded_at_us
-        if isinstance(event, BalanceAdjusted):
-            fold.transactions[event.transaction_id] = {
-                "id": event.transaction_id,
-                "customer_id": recorded.stream_id,
-                "livemode": recorded.metadata.get("livemode", fold.state.livemode),
-                "type": event.type,
-                "amount": event.amount,
-                "currency": event.currency,
-                "ending_balance": event.ending_balance,
-                "description": event.description,
-                "metadata": dict(event.metadata),
-                "created": event.created,
-            }
-        elif isinstance(event, BalanceTransactionUpdated):
-            row = fold.transactions.get(event.transaction_id)
-            if row is not None:
-                if event.changes.description is not UNSET:
-                    row["description"] = event.changes.description
-                if event.changes.metadata is not UNSET:
-                    row["metadata"] = dict(event.changes.metadata)
-    return fold
+    fold.apply(events)
+    return StreamFold(
+        fold,
+        events[0].stream_id if events else None,
+        events[-1].recorded_at_us if events else None,
+    )
 
 
 def customer_row(state: CustomerState) -> dict[str, Any]:
     """The folded state as a `customers` row, for projections.objects.render_customer."""
-    profile = _decode(msgspec.json.encode(state.profile))  # as JSON, like the projection (tuples -> lists)
-    return {
-        **{name: profile[name] for name in profile},
-        "id": state.customer_id,
-        "balance": state.balance,
-        "created": state.created,
-        "currency": state.currency,
-        "livemode": state.livemode,
-        "deleted": state.deleted,
-    }
+    return customers_projection.row(state)
 
 
 def render_state(state: CustomerState) -> dict[str, Any]:
@@ -1656,7 +1670,7 @@ async def balance_transactions_as_of(
     fold = fold_stream(await load_stream(conn, customer_id, end_of_second(as_of_unix_s)))
     if not owned(fold.state, account, livemode):
         return []
-    return [render_balance_transaction(row) for row in reversed(fold.transactions.values())]
+    return [render_balance_transaction(row) for row in reversed(fold.transaction_rows())]
 
 
 def object_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class Config:
     # Per API key token bucket (service/ratelimit.py); 0 = off (the default).
     rate_limit_rps: float = 0.0
     rate_limit_burst: int = 0
-    # Group commit (service/group_commit.py): lanes of shared transactions; 0 = one per command.
+    # Group commit (service/commands/group_commit.py): lanes of shared transactions; 0 = one per command.
     group_commit_lanes: int = 16
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ledgerd.domain.errors import Conflict, DomainError, ResourceMissing
-from ledgerd.service.handler import ConflictRetriesExhausted, IdempotencyConflict
+from ledgerd.service.commands.errors import ConflictRetriesExhausted, IdempotencyConflict
 
 log = structlog.get_logger("ledger.errors")
 

@@ -8,12 +8,11 @@
    exactly what the migrations built.
 2. Bulk replay, while writers keep appending (`bulk_replay`): the whole log below the horizon
    (`(tx_id, position)` below the oldest running transaction, as `read_all` does), read from the
-   canonical bytes, folded in memory by `projections.Fold` (the same row definitions the live path
-   turns into statements, one command at a time: see `projections.apply_all` / `command_of`), the event
-   feed copied into the shadow tables as it is produced and the folded tables at the end (COPY); then
-   the indexes are built. What was appended meanwhile is replayed through the live path (`replay_into`:
-   `projections.apply_all` with `search_path = ledger_rebuild, <live schema>` so its unqualified table
-   names hit the shadow tables).
+   canonical bytes, folded in memory by `projections.Fold` (the same `project` the live path runs on
+   each command, one command at a time: see `projections.command_of`), the event feed copied into the
+   shadow tables as it is produced and the folded tables at the end (COPY); then the indexes are built.
+   What was appended meanwhile is folded on top of the same Fold and the rows it changed are upserted
+   (`replay_into`).
 3. Swap, in ONE transaction: `LOCK TABLE streams IN SHARE MODE` (every append takes ROW EXCLUSIVE on
    `streams` as its first write, so from here no append is in flight and none can start), then ACCESS
    EXCLUSIVE on the live projection tables; catch up every event appended since the bulk phase (no
@@ -21,12 +20,11 @@
    the shadow tables in. Writers block for the duration of this transaction only, and lose nothing: an
    event is either replayed here or appended after the swap, into the new tables.
 
-   The locks are taken with a short `lock_timeout` and the whole swap is retried: a command transaction
-   may have read a projection table before its append (the external_id lookup of an upsert); waiting on
-   it while holding SHARE on `streams` would deadlock, so the swap backs off and lets it finish.
+   The locks are taken with a short `lock_timeout` and the whole swap is retried: a long read of a
+   projection table must not hold writers back behind the swap's SHARE lock on `streams`, so the swap
+   backs off and lets it finish.
 
-`compare_projections(pool)` replays the log into a private schema (bulk, then the tail through the live
-path) and returns the differences from the live tables (an empty list when they are identical),
+`compare_projections(pool)` replays the log into a private schema (bulk, then the tail) and returns the differences from the live tables (an empty list when they are identical),
 comparing the rows as text in one REPEATABLE READ snapshot: the snapshot fixes both the live rows and
 the tail of the log that is replayed last.
 """
@@ -48,8 +46,19 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ledgerd.projections import FEED_COLUMNS, FEED_TABLE, PROJECTION_TABLES, Fold, apply_all, command_of
-from ledgerd.service.store.base import GlobalCursor, RecordedEvent
+from ledgerd.domain.log import RecordedEvent
+from ledgerd.projections import (
+    FEED_COLUMNS,
+    FEED_TABLE,
+    PROJECTION_TABLES,
+    Changes,
+    Fold,
+    balance_transactions,
+    command_of,
+    customers,
+    stripe_events,
+)
+from ledgerd.service.store.base import GlobalCursor
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 
 REBUILD_SCHEMA = "ledger_rebuild"
@@ -127,6 +136,7 @@ def quote_ident(name: str) -> str:
 class ReplayResult:
     cursor: GlobalCursor
     events: int
+    fold: Fold  # the log folded so far: a later replay continues from it
 
 
 @dataclass
@@ -261,15 +271,44 @@ def retarget_trigger(definition: str, qualified_table: str, shadow: str) -> str:
 # --- replay --------------------------------------------------------------------------------------------
 
 
-async def apply_events(
-    conn: asyncpg.Connection, schema: str, source_schema: str, events: list[RecordedEvent]
-) -> None:
-    """Apply events with the live projection code (`projections.apply_all`, one writing transaction
-    at a time), redirected to the tables in `schema`. Call inside a transaction."""
-    await conn.execute(
-        "SELECT set_config('search_path', $1, true)", f"{quote_ident(schema)}, {quote_ident(source_schema)}"
+def upsert_sql(schema: str, table: str, columns: tuple[str, ...], mutable: tuple[str, ...]) -> str:
+    target = f"{quote_ident(schema)}.{quote_ident(table)}"
+    updates = ", ".join(f"{column} = excluded.{column}" for column in mutable)
+    return (
+        f"INSERT INTO {target} ({', '.join(columns)}) "
+        f"SELECT {', '.join(columns)} FROM jsonb_populate_recordset(NULL::{target}, $1::jsonb) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}"
     )
-    await apply_all(conn, events)
+
+
+def insert_sql(schema: str, table: str, columns: tuple[str, ...]) -> str:
+    target = f"{quote_ident(schema)}.{quote_ident(table)}"
+    return (
+        f"INSERT INTO {target} ({', '.join(columns)}) "
+        f"SELECT {', '.join(columns)} FROM jsonb_populate_recordset(NULL::{target}, $1::jsonb)"
+    )
+
+
+async def write_changes(conn: asyncpg.Connection, schema: str, changes: Changes) -> None:
+    """The rows a Fold changed since its last take, into the projection tables in `schema`: the rows the
+    live path would have left (the same `project`), written by upserts."""
+    encode = msgspec.json.encode
+    if changes.customers:
+        sql = upsert_sql(schema, customers.TABLE, customers.COLUMNS, customers.MUTABLE_COLUMNS)
+        await conn.execute(sql, encode([row for row, _ in changes.customers]).decode())
+    if changes.transactions:
+        sql = upsert_sql(
+            schema, balance_transactions.TABLE, balance_transactions.COLUMNS, balance_transactions.MUTABLE_COLUMNS
+        )
+        await conn.execute(sql, encode([row for row, _ in changes.transactions]).decode())
+    if changes.feed:
+        await conn.execute(insert_sql(schema, stripe_events.TABLE, stripe_events.COLUMNS), encode(changes.feed).decode())
+
+
+async def apply_events(conn: asyncpg.Connection, schema: str, fold: Fold, events: list[RecordedEvent]) -> None:
+    """Fold whole commands' events on top of `fold` and write the rows they changed into `schema`."""
+    fold.apply(events)
+    await write_changes(conn, schema, fold.take_changes())
 
 
 async def fetch_batch(
@@ -295,6 +334,7 @@ async def fetch_batch(
 async def replay_into(
     conn: asyncpg.Connection,
     schema: str,
+    fold: Fold,
     *,
     after: GlobalCursor = GlobalCursor(),
     batch_size: int = BATCH_SIZE,
@@ -314,20 +354,21 @@ async def replay_into(
         async with conn.transaction():
             events, more = await fetch_batch(conn, query, source, cursor, batch_size)
             if events:
-                await apply_events(conn, schema, source, events)
+                await apply_events(conn, schema, fold, events)
         if events:
             cursor = GlobalCursor(events[-1].tx_id, events[-1].position)
             total += len(events)
             if progress is not None:
                 progress(done_before + total)
         if not more:
-            return ReplayResult(cursor, total)
+            return ReplayResult(cursor, total, fold)
 
 
 async def replay_tail(
     conn: asyncpg.Connection,
     schema: str,
     source: str,
+    fold: Fold,
     after: GlobalCursor,
     batch_size: int = BATCH_SIZE,
 ) -> ReplayResult:
@@ -338,11 +379,11 @@ async def replay_tail(
     while True:
         events, more = await fetch_batch(conn, query, source, cursor, batch_size)
         if events:
-            await apply_events(conn, schema, source, events)
+            await apply_events(conn, schema, fold, events)
             cursor = GlobalCursor(events[-1].tx_id, events[-1].position)
             total += len(events)
         if not more:
-            return ReplayResult(cursor, total)
+            return ReplayResult(cursor, total, fold)
 
 
 # --- bulk replay ---------------------------------------------------------------------------------------
@@ -507,7 +548,8 @@ async def _bulk_replay(
                 if future is not None:
                     future.cancel()
             executor.shutdown(wait=True)
-    return ReplayResult(cursor, total)
+    fold.take_changes()  # everything so far was copied in whole; later replays write what changes
+    return ReplayResult(cursor, total, fold)
 
 
 # --- rebuild -------------------------------------------------------------------------------------------
@@ -539,6 +581,7 @@ async def rebuild(
             more = await replay_into(
                 conn,
                 REBUILD_SCHEMA,
+                bulk.fold,
                 after=bulk.cursor,
                 batch_size=batch_size,
                 progress=progress,
@@ -551,7 +594,7 @@ async def rebuild(
                 report.swap_attempts += 1
                 try:
                     swap_started = time.monotonic()
-                    tail = await swap(conn, source, cursor, batch_size)
+                    tail = await swap(conn, source, bulk.fold, cursor, batch_size)
                     report.swap_seconds = time.monotonic() - swap_started
                     report.swap_events = tail.events
                     break
@@ -564,6 +607,7 @@ async def rebuild(
                 more = await replay_into(
                     conn,
                     REBUILD_SCHEMA,
+                    bulk.fold,
                     after=cursor,
                     batch_size=batch_size,
                     progress=progress,
@@ -581,7 +625,9 @@ async def rebuild(
     return report
 
 
-async def swap(conn: asyncpg.Connection, source: str, cursor: GlobalCursor, batch_size: int) -> ReplayResult:
+async def swap(
+    conn: asyncpg.Connection, source: str, fold: Fold, cursor: GlobalCursor, batch_size: int
+) -> ReplayResult:
     target = quote_ident(REBUILD_SCHEMA)
     live_tables = ", ".join(f"{quote_ident(source)}.{quote_ident(table)}" for table in PROJECTION_TABLES)
     async with conn.transaction():
@@ -589,7 +635,7 @@ async def swap(conn: asyncpg.Connection, source: str, cursor: GlobalCursor, batc
         await conn.execute(f"LOCK TABLE {quote_ident(source)}.streams IN SHARE MODE")
         await conn.execute(f"LOCK TABLE {live_tables} IN ACCESS EXCLUSIVE MODE")
         await conn.execute("SET LOCAL lock_timeout = 0")
-        tail = await replay_tail(conn, REBUILD_SCHEMA, source, cursor, batch_size)
+        tail = await replay_tail(conn, REBUILD_SCHEMA, source, fold, cursor, batch_size)
         for table in PROJECTION_TABLES:
             live = f"{quote_ident(source)}.{quote_ident(table)}"
             shadow = f"{target}.{quote_ident(table)}"
@@ -628,7 +674,7 @@ async def compare_projections(pool: asyncpg.Pool, *, limit: int = 20) -> list[st
             bulk = await bulk_replay(pool, conn, schema)
             await add_shadow_indexes(conn, schema, source, pool=pool)
             async with conn.transaction(isolation="repeatable_read"):
-                await replay_tail(conn, schema, source, bulk.cursor)
+                await replay_tail(conn, schema, source, bulk.fold, bulk.cursor)
                 differences: list[str] = []
                 for table in PROJECTION_TABLES:
                     differences += await compare_table(conn, table, source, schema, limit)

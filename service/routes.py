@@ -1,16 +1,16 @@
 """HTTP mapping of the Stripe Customers, Customer Balance Transactions and Events endpoints.
 
-Each write handler turns a request into one command and runs it through `service.handler.execute`;
-the response body is rendered from the projection inside the command's transaction. Handlers hold
-no try/except: `service.errors.error_middleware` maps every failure.
+Each write handler turns a request into one command and runs it through `service.commands.handle`;
+the response body is rendered from the projection rows the command itself computed (and wrote). Handlers
+hold no try/except: `service.errors.error_middleware` maps every failure.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -19,18 +19,13 @@ from aiohttp import web
 from ledgerd.domain.customer import DeleteCustomer
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from ledgerd.projections.sql import Rows
 from ledgerd.service import audit, forms, params, search
+from ledgerd.service.commands.handle import handle
+from ledgerd.service.commands.idempotency import IdempotencyRequest
+from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
 from ledgerd.service.errors import StripeError, domain_error_response, json_response
-from ledgerd.service.handler import (
-    Executable,
-    IdempotencyRequest,
-    Outcome,
-    RequestContext,
-    execute,
-    new_id,
-)
-from ledgerd.service.store.base import StoreSession
-from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.service.store.postgres import PostgresEventStore
 
 MAX_IDEMPOTENCY_KEY = 255
 CUSTOMER_LIST_FILTERS = frozenset({"email", "created", "test_clock"})
@@ -129,7 +124,7 @@ def respond(outcome: Outcome, request: web.Request) -> web.Response:
         request["replayed"] = True
         request.app["metrics"].idempotent_replays.inc()
         headers["Idempotent-Replayed"] = "true"
-        original = outcome.extra.get("original_request_id")
+        original = outcome.original_request_id
         if original:
             headers["Original-Request"] = original
         if outcome.status >= 400:
@@ -139,24 +134,21 @@ def respond(outcome: Outcome, request: web.Request) -> web.Response:
     return json_response(outcome.status, outcome.response, headers)
 
 
-Renderer = Callable[[PostgresSession, Outcome], Awaitable[dict[str, Any]]]
+Renderer = Callable[[Rows], dict[str, Any]]
 
 
 async def run_command(
     request: web.Request, command: Executable, payload: dict[str, Any], render: Renderer
 ) -> web.Response:
-    async def respond_ok(session: StoreSession, outcome: Outcome) -> tuple[int, bytes]:
-        # The HTTP service always runs on the PostgreSQL store.
-        return 200, msgspec.json.encode(await render(cast(PostgresSession, session), outcome))
-
-    outcome = await execute(
-        store_of(request),
-        command,
-        context_of(request),
-        idempotency=idempotency_of(request, payload),
-        respond=respond_ok,
-        respond_error=domain_error_response,
-        committer=request.app["committer"],
+    outcome = await handle(
+        request.app["runner"],
+        CommandRequest(
+            command,
+            context_of(request),
+            idempotency_of(request, payload),
+            render=render,
+            render_error=domain_error_response,
+        ),
     )
     return respond(outcome, request)
 
@@ -187,16 +179,19 @@ async def customer_row(conn: Any, request: web.Request, customer_id: str) -> asy
     return row
 
 
-async def render_customer_of(session: PostgresSession, outcome: Outcome) -> dict[str, Any]:
-    row = await session.row("customers", outcome.customer_id)
+def render_customer_of(rows: Rows) -> dict[str, Any]:
+    [row] = (row for (table, _), row in rows.items() if table == "customers")
     if row["deleted"]:
         return render_deleted_customer(row["id"])
     return render_customer(row)
 
 
 def transaction_renderer(transaction_id: str) -> Renderer:
-    async def render(session: PostgresSession, outcome: Outcome) -> dict[str, Any]:
-        return render_balance_transaction(await session.row("balance_transactions", transaction_id))
+    def render(rows: Rows) -> dict[str, Any]:
+        row = rows.get(("balance_transactions", transaction_id))
+        if row is None:  # decided on a ledger entry that does not exist: rejected before rendering
+            raise ResourceMissing(f"No such customer balance transaction: '{transaction_id}'", param="transaction")
+        return render_balance_transaction(row)
 
     return render
 

@@ -1,185 +1,181 @@
 """An in-memory event store with the same contract as the PostgreSQL one, for fast tests.
 
-Sessions are serialized by one lock and stage their writes; a session that raises leaves no trace.
-It keeps the same external_id index the PostgreSQL customer projection enforces.
+`write` checks every stream version, idempotency key and external_id claim of the batch before it
+changes anything, so a batch is written whole or not at all, as the PostgreSQL statement is. It keeps
+the projection rows the commands wrote, keyed like the tables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
+from ledgerd.domain.log import RecordedEvent
 from ledgerd.service.store.base import (
-    GENESIS_HASH,
+    Appended,
+    ClaimKey,
     DuplicateKey,
-    EventMetadata,
     GlobalCursor,
     IdempotencyRecord,
-    PendingEvent,
-    RecordedEvent,
+    IdempotencyScope,
+    ReadRequest,
+    Reads,
     StreamHead,
-    StreamHeader,
+    Write,
     WrongExpectedVersion,
-    chain_links,
 )
 
-ExternalKey = tuple[str, bool, str]
 
-
-class MemoryState(msgspec.Struct):
-    events: list[RecordedEvent] = []
-    streams: dict[str, list[RecordedEvent]] = {}
-    headers: dict[str, StreamHeader] = {}
-    idempotency: dict[tuple[str, bool, str], IdempotencyRecord] = {}
-    external_ids: dict[ExternalKey, str] = {}
-    snapshots: dict[str, bytes] = {}
+@dataclass
+class MemoryState:
+    events: list[RecordedEvent] = field(default_factory=list)
+    streams: dict[str, list[RecordedEvent]] = field(default_factory=dict)
+    snapshots: dict[str, bytes | None] = field(default_factory=dict)
+    idempotency: dict[IdempotencyScope, IdempotencyRecord] = field(default_factory=dict)
+    claims: dict[ClaimKey, str] = field(default_factory=dict)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    balance_transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stripe_events: list[dict[str, Any]] = field(default_factory=list)
     next_position: int = 1
     next_tx: int = 1
 
 
-class MemorySession:
-    def __init__(self, committed: MemoryState, tx_id: int) -> None:
-        self.committed = committed
-        self.tx_id = tx_id
-        self.new_events: list[RecordedEvent] = []
-        self.new_idempotency: dict[tuple[str, bool, str], IdempotencyRecord] = {}
-        self.external_ids = dict(committed.external_ids)
-        self.new_headers: dict[str, StreamHeader] = {}
-        self.new_snapshots: dict[str, bytes] = {}
-        self.next_position = committed.next_position
+class MemoryConnection:
+    def __init__(self, state: MemoryState, locks: dict[str, asyncio.Lock]) -> None:
+        self.state = state
+        self.locks = locks
 
-    async def lock(self, key: str) -> None:
-        return None  # sessions are already serialized
+    def head(self, stream_id: str) -> StreamHead | None:
+        events = self.state.streams.get(stream_id)
+        if not events:
+            return None
+        return StreamHead(
+            version=len(events),
+            head_hash=events[-1].hash,
+            snapshot=self.state.snapshots.get(stream_id),
+            recorded_at_us=events[-1].recorded_at_us,
+        )
+
+    async def read(self, request: ReadRequest) -> Reads:
+        state = self.state
+        reads = Reads(
+            heads={stream: self.head(stream) for stream in request.streams},
+            records={scope: state.idempotency.get(scope) for scope in request.records},
+            claims={claim: state.claims.get(claim) for claim in request.claims},
+        )
+        for holder in reads.claims.values():
+            if holder is not None:
+                reads.heads[holder] = self.head(holder)
+        for stream_id, transaction_id in request.transactions:
+            reads.transaction_events[(stream_id, transaction_id)] = [
+                event
+                for event in state.streams.get(stream_id, [])
+                if event.data.get("transaction_id") == transaction_id
+            ]
+        return reads
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
-        staged = [event for event in self.new_events if event.stream_id == stream_id]
-        return [*self.committed.streams.get(stream_id, []), *staged]
+        return list(self.state.streams.get(stream_id, []))
 
-    async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
-        current = await self.load(stream_id)
-        if not current:
-            return None
-        snapshot = self.new_snapshots.get(stream_id, self.committed.snapshots.get(stream_id))
-        return StreamHead(version=len(current), head_hash=current[-1].hash, snapshot=snapshot or None)
+    @asynccontextmanager
+    async def serialized(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as held:
+            for key in sorted(set(keys)):
+                await held.enter_async_context(self.locks.setdefault(key, asyncio.Lock()))
+            yield
 
-    async def append(
-        self,
-        header: StreamHeader,
-        expected_version: int,
-        events: Sequence[PendingEvent],
-        metadata: EventMetadata,
-        recorded_at_us: int,
-        *,
-        head_hash: bytes | None = None,
-        snapshot: bytes | None = None,
-    ) -> list[RecordedEvent]:
-        current = await self.load(header.stream_id)
-        if len(current) != expected_version:
-            raise WrongExpectedVersion(header.stream_id, expected_version)
-        head = current[-1].hash if current else GENESIS_HASH
-        metadata_doc = msgspec.to_builtins(metadata)
-        recorded = []
-        for item, version, digest, _ in chain_links(
-            header, expected_version, head, events, metadata, recorded_at_us
-        ):
-            recorded.append(
-                RecordedEvent(
-                    position=self.next_position,
-                    tx_id=self.tx_id,
-                    stream_id=header.stream_id,
-                    stream_version=version,
-                    event_id=item.event_id,
-                    event_type=item.event_type,
-                    schema_version=item.schema_version,
-                    data=item.data,
-                    metadata=metadata_doc,
-                    recorded_at_us=recorded_at_us,
-                    hash=digest,
-                )
-            )
-            self.next_position += 1
-        self._index_external_ids(header, recorded)
-        self.new_events.extend(recorded)
-        self.new_headers.setdefault(header.stream_id, header)
-        self.new_snapshots[header.stream_id] = snapshot or b""  # b"": no snapshot for this version
-        return recorded
+    async def write(self, writes: Sequence[Write]) -> Appended:
+        state = self.state
+        versions: dict[str, int] = {}
+        claims = dict(state.claims)
+        records: set[IdempotencyScope] = set()
+        for write in writes:  # check everything first: all or nothing
+            if write.header is not None:
+                stream_id = write.header.stream_id
+                current = versions.get(stream_id, len(state.streams.get(stream_id, [])))
+                if current != write.expected_version:
+                    raise WrongExpectedVersion(stream_id, write.expected_version)
+                versions[stream_id] = write.new_version
+            if write.record is not None:
+                scope = (write.record.account, write.record.livemode, write.record.key)
+                if scope in state.idempotency or scope in records:
+                    raise DuplicateKey(f"idempotency key {write.record.key!r} already recorded")
+                records.add(scope)
+            holder = write.header.stream_id if write.header is not None else ""
+            if write.release is not None and claims.get(write.release) == holder:
+                del claims[write.release]
+            if write.claim is not None:
+                if write.claim in claims:
+                    raise DuplicateKey(f"external_id {write.claim[2]!r} already claimed")
+                claims[write.claim] = holder
+        tx_id = state.next_tx
+        state.next_tx += 1
+        positions: dict[tuple[str, int], int] = {}
+        for write in writes:
+            if write.header is not None and write.links:
+                stream = state.streams.setdefault(write.header.stream_id, [])
+                metadata = msgspec.to_builtins(write.metadata)
+                for link in write.links:
+                    event = RecordedEvent(
+                        position=state.next_position,
+                        tx_id=tx_id,
+                        stream_id=write.header.stream_id,
+                        stream_version=link.version,
+                        event_id=link.event.event_id,
+                        event_type=link.event.event_type,
+                        schema_version=link.event.schema_version,
+                        data=link.event.data,
+                        metadata=metadata,
+                        recorded_at_us=write.recorded_at_us,
+                        hash=link.hash,
+                    )
+                    positions[(event.stream_id, event.stream_version)] = event.position
+                    state.next_position += 1
+                    stream.append(event)
+                    state.events.append(event)
+                state.snapshots[write.header.stream_id] = write.snapshot
+            if write.record is not None:
+                record = write.record
+                state.idempotency[(record.account, record.livemode, record.key)] = record
+            self.project(write, positions)
+        state.claims = claims
+        return Appended(positions=positions, tx_id=tx_id if positions else None)
 
-    def _index_external_ids(self, header: StreamHeader, recorded: list[RecordedEvent]) -> None:
-        for event in recorded:
-            data = event.data
-            old = [key for key, owner in self.external_ids.items() if owner == header.stream_id]
-            if data["event_type"] == "CustomerDeleted":
-                for key in old:
-                    del self.external_ids[key]
-                continue
-            if data["event_type"] == "CustomerCreated":
-                external_id = data["profile"].get("external_id")
-            elif data["event_type"] == "CustomerUpdated" and "external_id" in data["changes"]:
-                external_id = data["changes"]["external_id"]
-                for key in old:
-                    del self.external_ids[key]
+    def project(self, write: Write, positions: dict[tuple[str, int], int]) -> None:
+        state = self.state
+        if write.customer is not None:
+            row = dict(write.customer)
+            previous = state.customers.get(row["id"])
+            row["position"] = positions.get((row["id"], 1)) if previous is None else previous["position"]
+            state.customers[row["id"]] = row
+        for transaction, _ in write.transactions:
+            row = dict(transaction)
+            previous = state.balance_transactions.get(row["id"])
+            if previous is None:
+                row["position"] = positions.get((row["customer_id"], row["version"]))
             else:
-                continue
-            if external_id is not None:
-                key = (header.account, header.livemode, external_id)
-                if key in self.external_ids:
-                    raise DuplicateKey(f"external_id {external_id!r} already in use")
-                self.external_ids[key] = header.stream_id
-
-    async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None:
-        scope = (account, livemode, key)
-        return self.new_idempotency.get(scope) or self.committed.idempotency.get(scope)
-
-    async def lock_and_find_idempotency(
-        self,
-        lock_key: str,
-        account: str,
-        livemode: bool,
-        key: str,
-        *,
-        then_stream: tuple[str, str] | None = None,  # sessions are serialized: nothing to prefetch
-    ) -> IdempotencyRecord | None:
-        return await self.find_idempotency(account, livemode, key)
-
-    async def save_idempotency(self, record: IdempotencyRecord) -> None:
-        scope = (record.account, record.livemode, record.key)
-        if scope in self.committed.idempotency or scope in self.new_idempotency:
-            raise DuplicateKey(f"idempotency key {record.key!r} already recorded")
-        self.new_idempotency[scope] = record
-
-    async def find_customer_by_external_id(
-        self, account: str, livemode: bool, external_id: str
-    ) -> str | None:
-        return self.external_ids.get((account, livemode, external_id))
-
-    def commit(self) -> None:
-        state = self.committed
-        for event in self.new_events:
-            state.streams.setdefault(event.stream_id, []).append(event)
-            state.events.append(event)
-        state.idempotency.update(self.new_idempotency)
-        state.snapshots.update(self.new_snapshots)
-        for stream_id, header in self.new_headers.items():
-            state.headers.setdefault(stream_id, header)
-        state.external_ids = self.external_ids
-        state.next_position = self.next_position
+                row = {**previous, "description": row["description"], "metadata": row["metadata"]}
+            state.balance_transactions[row["id"]] = row
+        for feed_row in write.feed:
+            row = {key: value for key, value in feed_row.items() if key != "stream_version"}
+            row["position"] = positions.get((feed_row["customer_id"], feed_row["stream_version"]))
+            state.stripe_events.append(row)
 
 
 class MemoryEventStore:
     def __init__(self) -> None:
         self.state = MemoryState()
-        self._lock = asyncio.Lock()
+        self.locks: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[MemorySession]:
-        async with self._lock:
-            session = MemorySession(self.state, self.state.next_tx)
-            self.state.next_tx += 1
-            yield session
-            session.commit()
+    async def connection(self) -> AsyncIterator[MemoryConnection]:
+        yield MemoryConnection(self.state, self.locks)
 
     async def load_stream(
         self, stream_id: str, *, up_to_version: int | None = None, up_to_time_us: int | None = None
@@ -195,7 +191,3 @@ class MemoryEventStore:
         ordered = sorted(self.state.events, key=lambda event: (event.tx_id, event.position))
         start = (after.tx_id, after.position)
         return [event for event in ordered if (event.tx_id, event.position) > start][:limit]
-
-    async def iterate_all(self, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
-        for event in await self.read_all(GlobalCursor(), len(self.state.events)):
-            yield event

@@ -1,8 +1,12 @@
-"""The PostgreSQL event store (asyncpg).
+"""The PostgreSQL event store (asyncpg): a command is two statements (service/store/postgres.sql).
 
-Append = one transaction: the stream's optimistic version check is the first write (so the writing
-transaction's id is assigned after everything it read), then all events of the command in one
-INSERT ... SELECT FROM unnest, then the inline projections, then (optionally) the idempotency record.
+`read` fetches, in one round trip and without taking a lock, everything a batch of commands decides
+on: stream heads with their snapshots, idempotency records, external_id claims (with the claimed
+customer's head), the events of a ledger entry. `write` then sends, in one statement that is its own
+transaction, everything the batch decided: the version check of every stream, the events with their
+chain hashes and canonical bytes, the projection rows as the commands left them, the idempotency
+records and the claims. Either all of it commits, or none: a stream that moved meanwhile is a
+WrongExpectedVersion, a key taken meanwhile a DuplicateKey, and the commands are decided again.
 """
 
 from __future__ import annotations
@@ -10,29 +14,30 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from ledgerd.projections import Deferred, apply_all
-from ledgerd.projections.sql import Rows
+from ledgerd.domain.log import RecordedEvent
+from ledgerd.projections import customers
+from ledgerd.projections.sql import load_queries
 from ledgerd.service.store.base import (
-    GENESIS_HASH,
+    Appended,
     DuplicateKey,
-    EventMetadata,
     GlobalCursor,
     IdempotencyRecord,
-    PendingEvent,
-    RecordedEvent,
+    ReadRequest,
+    Reads,
     StreamHead,
-    StreamHeader,
+    Write,
     WrongExpectedVersion,
-    chain_links,
 )
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+VERSION_CONFLICT = "LD409"  # raised by ledger_expect_streams (migrations/0011)
 
 EVENT_COLUMNS = """position, tx_id, stream_id, stream_version, event_id, event_type, schema_version,
     data::text AS data, metadata::text AS metadata, recorded_at, hash"""
@@ -42,6 +47,10 @@ SQL_LOAD_TO_VERSION = f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 
 SQL_LOAD_TO_TIME = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY stream_version"
 )
+SQL_LOCK = """
+SELECT pg_advisory_xact_lock(id)
+FROM (SELECT DISTINCT hashtextextended(key, 0) AS id FROM unnest($1::text[]) AS key ORDER BY 1) AS keys
+"""
 # One statement, so the horizon and the rows come from the same snapshot.
 SQL_READ_ALL = f"""
 SELECT {EVENT_COLUMNS} FROM events
@@ -50,78 +59,15 @@ WHERE (tx_id, position) > ($1, $2)
 ORDER BY tx_id, position
 LIMIT $3
 """
-# Appending is one statement: the stream's version check (create, or advance from the expected
-# version) is a data-modifying CTE, and the events are inserted only if it took effect; no row back
-# means the stream moved (WrongExpectedVersion). The check is still the transaction's first write, so
-# its transaction id is assigned after everything it read.
-INSERT_EVENTS = """
-INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
-                    recorded_at, hash, canonical)
-SELECT $1, u.version, u.event_id, u.event_type, u.schema_version, u.data::jsonb, $7::jsonb, $8, u.hash,
-       u.canonical
-FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $9::bytea[], $10::bytea[])
-     AS u(version, event_id, event_type, schema_version, data, hash, canonical)
-WHERE EXISTS (SELECT FROM head)
-RETURNING position, tx_id, stream_version
-"""
-SQL_APPEND_NEW_STREAM = (
-    """
-WITH head AS (
-    INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash, snapshot)
-    VALUES ($1, $11, $12, $13, $14, $15, $16::jsonb)
-    ON CONFLICT (stream_id) DO NOTHING
-    RETURNING 1
-)"""
-    + INSERT_EVENTS
-)
-SQL_APPEND_TO_STREAM = (
-    """
-WITH head AS (
-    UPDATE streams SET version = $12, head_hash = $13, snapshot = $14::jsonb, updated_at = now()
-    WHERE stream_id = $1 AND version = $11
-    RETURNING 1
-)"""
-    + INSERT_EVENTS
-)
-SQL_LOCK_AND_READ_HEAD = "SELECT version, head_hash, snapshot::text FROM ledger_lock_and_read_stream($1, $2)"
-SQL_FIND_IDEMPOTENCY = """
-SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
-FROM idempotency_keys WHERE account = $1 AND livemode = $2 AND key = $3
-"""
-SQL_LOCK_AND_FIND_IDEMPOTENCY = """
-SELECT account, livemode, key, method, path, params_hash, params::text AS params, status, response, request_id
-FROM ledger_lock_and_find_idempotency($1, $2, $3, $4)
-"""
-SQL_BEGIN_COMMAND = """
-SELECT record_found, $2::text AS account, $3::boolean AS livemode, $4::text AS key, method, path,
-       params_hash, params, status, response, request_id, stream_locked, version, head_hash, snapshot
-FROM ledger_begin_command($1, $2, $3, $4, $5, $6)
-"""
-SQL_BEGIN_BATCH = """
-SELECT kind, account, livemode, key, method, path, params_hash, params, status, response, request_id,
-       stream_id, version, head_hash, snapshot
-FROM ledger_begin_batch($1, $2, $3, $4, $5)
-"""
-SQL_SAVE_IDEMPOTENCY_MANY = """
-INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
-                              request_id)
-SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::jsonb[],
-                     $8::int[], $9::bytea[], $10::text[])
-"""
-SQL_SAVE_IDEMPOTENCY = """
-INSERT INTO idempotency_keys (account, livemode, key, method, path, params_hash, params, status, response,
-                              request_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
-"""
-SQL_FIND_EXTERNAL_ID = """
-SELECT id FROM customers WHERE account = $1 AND livemode = $2 AND external_id = $3 AND NOT deleted
-"""
 
 
-SQL_ROW = {
-    "customers": "SELECT * FROM customers WHERE id = $1",
-    "balance_transactions": "SELECT * FROM balance_transactions WHERE id = $1",
-}
+@cache
+def statements() -> dict[str, str]:
+    text = resources.files("ledgerd.service.store").joinpath("postgres.sql").read_text(encoding="utf-8")
+    queries = load_queries(text)
+    assignments = ", ".join(f"{column} = r.{column}" for column in customers.MUTABLE_COLUMNS)
+    queries["write"] = queries["write"].replace("{customer_assignments}", assignments)
+    return queries
 
 
 def to_timestamp(microseconds: int) -> dt.datetime:
@@ -133,7 +79,7 @@ def to_microseconds(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def row_to_event(row: asyncpg.Record) -> RecordedEvent:
+def row_to_event(row: Any) -> RecordedEvent:
     return RecordedEvent(
         position=row["position"],
         tx_id=row["tx_id"],
@@ -149,20 +95,20 @@ def row_to_event(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
-def head_of(row: asyncpg.Record | None) -> StreamHead | None:
-    if row is None:
+def head_of(row: Any) -> StreamHead | None:
+    if row["version"] is None:
         return None
     snapshot = row["snapshot"]
+    recorded_at = row["recorded_at"]
     return StreamHead(
         version=row["version"],
         head_hash=bytes(row["head_hash"]),
         snapshot=snapshot.encode() if snapshot is not None else None,
+        recorded_at_us=to_microseconds(recorded_at) if recorded_at is not None else None,
     )
 
 
-def record_of(row: asyncpg.Record | None) -> IdempotencyRecord | None:
-    if row is None:
-        return None
+def record_of(row: Any) -> IdempotencyRecord:
     return IdempotencyRecord(
         account=row["account"],
         livemode=row["livemode"],
@@ -177,233 +123,180 @@ def record_of(row: asyncpg.Record | None) -> IdempotencyRecord | None:
     )
 
 
-IdempotencyScope = tuple[str, bool, str]  # account, livemode, key
+def transaction_event(row: Any) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"],
+        tx_id=row["tx_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["version"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        data=msgspec.json.decode(row["data"]),
+        metadata=msgspec.json.decode(row["metadata"]),
+        recorded_at_us=to_microseconds(row["recorded_at"]),
+        hash=bytes(row["hash"]),
+    )
 
 
-@dataclass
-class BatchState:
-    """What the commands of one group-commit transaction share: the idempotency records and stream
-    heads read (under lock) when it began, updated as each command appends or records, and the
-    idempotency records to insert, in one statement, before it commits."""
+_encode = msgspec.json.encode
 
-    records: dict[IdempotencyScope, IdempotencyRecord | None] = field(default_factory=dict)
-    heads: dict[str, StreamHead | None] = field(default_factory=dict)
-    unsaved: list[IdempotencyRecord] = field(default_factory=list)
-    deferred: Deferred = field(default_factory=Deferred)  # projection rows inserted at the end
 
-    async def begin(
-        self,
-        conn: asyncpg.Connection,
-        lock_keys: list[str],
-        scopes: list[IdempotencyScope],
-        streams: list[str],
-    ) -> None:
-        """Lock every key (one global order), then read the records and heads: one round trip."""
-        rows = await conn.fetch(
-            SQL_BEGIN_BATCH,
-            lock_keys,
-            [scope[0] for scope in scopes],
-            [scope[1] for scope in scopes],
-            [scope[2] for scope in scopes],
-            streams,
+def json_array(rows: Sequence[Any]) -> str:
+    return _encode(rows).decode()
+
+
+def transposed(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as `width` column arrays (for unnest)."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+def stream_entries(writes: Sequence[Write]) -> list[list[Any]]:
+    """One entry per stream of the batch: the first write's expected version, the last one's head,
+    snapshot and time (a stream only confirmed keeps its version as its head)."""
+    streams: dict[str, list[Any]] = {}
+    for write in writes:
+        if write.header is None:
+            continue
+        header = write.header
+        entry = streams.setdefault(
+            header.stream_id,
+            [header.stream_id, header.stream_type, header.account, header.livemode, write.expected_version, write.expected_version, None, None, None],
         )
-        self.records = dict.fromkeys(scopes)
-        self.heads = dict.fromkeys(streams)
-        for row in rows:
-            if row["kind"] == "stream":
-                self.heads[row["stream_id"]] = head_of(row)
-            else:
-                self.records[(row["account"], row["livemode"], row["key"])] = record_of(row)
-
-    async def finish(self, conn: asyncpg.Connection) -> None:
-        """The writes the commands of the batch left for the end: new balance transactions, event feed
-        rows, idempotency records."""
-        await self.deferred.insert(conn)
-        await self.save_records(conn)
-
-    async def save_records(self, conn: asyncpg.Connection) -> None:
-        if not self.unsaved:
-            return
-        columns = [
-            [getattr(record, name) for record in self.unsaved]
-            for name in ("account", "livemode", "key", "method", "path", "params_hash")
-        ]
-        columns.append([msgspec.json.encode(record.params).decode() for record in self.unsaved])
-        columns.extend(
-            [getattr(record, name) for record in self.unsaved]
-            for name in ("status", "response", "request_id")
-        )
-        await conn.execute(SQL_SAVE_IDEMPOTENCY_MANY, *columns)
-        self.unsaved = []
+        if write.links:
+            entry[5:] = [
+                write.new_version,
+                write.links[-1].hash,
+                write.snapshot.decode() if write.snapshot is not None else None,
+                to_timestamp(write.recorded_at_us),
+            ]
+    return list(streams.values())
 
 
-class PostgresSession:
-    def __init__(self, conn: asyncpg.Connection, batch: BatchState | None = None) -> None:
+def write_arguments(writes: Sequence[Write]) -> list[Any]:
+    """The write statement's parameters for a batch (postgres.sql, `write`)."""
+    streams = stream_entries(writes)
+    events: list[tuple[Any, ...]] = []
+    created: dict[str, dict[str, dict[str, Any]]] = {"customers": {}, "transactions": {}}
+    changed: dict[str, dict[str, dict[str, Any]]] = {"customers": {}, "transactions": {}}
+    feed: list[dict[str, Any]] = []
+    records: list[tuple[Any, ...]] = []
+    released: list[tuple[Any, ...]] = []
+    claimed: list[tuple[Any, ...]] = []
+    for write in writes:
+        stream_id = write.header.stream_id if write.header is not None else ""
+        metadata = _encode(write.metadata).decode()
+        recorded_at = to_timestamp(write.recorded_at_us)
+        for link in write.links:
+            event = link.event
+            events.append(
+                (stream_id, link.version, event.event_id, event.event_type, event.schema_version,
+                 event.data_json.decode(), metadata, recorded_at, link.hash, link.canonical)
+            )
+        # A row created and changed again in the batch is inserted once, as the batch left it.
+        if write.customer is not None:
+            new = write.customer_created or stream_id in created["customers"]
+            (created if new else changed)["customers"][stream_id] = write.customer
+        for row, is_new in write.transactions:
+            new = is_new or row["id"] in created["transactions"]
+            (created if new else changed)["transactions"][row["id"]] = row
+        feed.extend(write.feed)
+        if (record := write.record) is not None:
+            records.append(
+                (record.account, record.livemode, record.key, record.method, record.path, record.params_hash,
+                 _encode(record.params).decode(), record.status, record.response, record.request_id)
+            )
+        if write.release is not None:
+            released.append((*write.release, stream_id))
+        if write.claim is not None:
+            claimed.append((*write.claim, stream_id))
+    wanted = sum(1 for entry in streams if entry[4] > 0 or entry[5] > 0)
+    return [
+        *transposed([tuple(entry) for entry in streams], 9),
+        *transposed(events, 10),
+        json_array(list(created["customers"].values())),
+        json_array(list(changed["customers"].values())),
+        json_array(list(created["transactions"].values())),
+        json_array(list(changed["transactions"].values())),
+        json_array(feed),
+        *transposed(records, 10),
+        *transposed(released, 4),
+        *transposed(claimed, 4),
+        wanted,
+    ]
+
+
+def conflict(writes: Sequence[Write]) -> WrongExpectedVersion:
+    """The conflict of a batch, named by its first stream (the statement does not say which moved)."""
+    first = next((write for write in writes if write.header is not None), None)
+    if first is None or first.header is None:
+        return WrongExpectedVersion("", 0)
+    return WrongExpectedVersion(first.header.stream_id, first.expected_version)
+
+
+class PostgresConnection:
+    def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
-        self.batch = batch  # set when the session is one command of a group-commit transaction
-        self.rows: Rows = {}  # what the inline projections wrote for the last append
-        self.writes = 0  # writing statements attempted (service/group_commit.py needs to know)
-        # Stream heads read under the stream's lock in this transaction (None = no stream yet), kept
-        # current by append; shared by every command of a group-commit transaction.
-        self.heads: dict[str, StreamHead | None] = batch.heads if batch is not None else {}
 
-    async def lock(self, key: str) -> None:
-        # Advisory locks take no transaction id, so the first real write still fixes the xid.
-        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+    async def read(self, request: ReadRequest) -> Reads:
+        rows = await self.conn.fetch(
+            statements()["read"],
+            list(request.streams),
+            [scope[0] for scope in request.records],
+            [scope[1] for scope in request.records],
+            [scope[2] for scope in request.records],
+            [claim[0] for claim in request.claims],
+            [claim[1] for claim in request.claims],
+            [claim[2] for claim in request.claims],
+            [key[0] for key in request.transactions],
+            [key[1] for key in request.transactions],
+        )
+        reads = Reads(
+            heads=dict.fromkeys(request.streams),
+            records=dict.fromkeys(request.records),
+            claims=dict.fromkeys(request.claims),
+            transaction_events={key: [] for key in request.transactions},
+        )
+        for row in rows:
+            kind = row["kind"]
+            if kind == "stream":
+                reads.heads[row["stream_id"]] = head_of(row)
+            elif kind == "idempotency":
+                reads.records[(row["account"], row["livemode"], row["key"])] = record_of(row)
+            elif kind == "claim":
+                reads.claims[(row["account"], row["livemode"], row["key"])] = row["stream_id"]
+                reads.heads[row["stream_id"]] = head_of(row)
+            else:
+                reads.transaction_events[(row["stream_id"], row["key"])].append(transaction_event(row))
+        for events in reads.transaction_events.values():
+            events.sort(key=lambda event: event.stream_version)
+        return reads
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return [row_to_event(row) for row in await self.conn.fetch(SQL_LOAD, stream_id)]
 
-    async def lock_and_read_head(self, lock_key: str, stream_id: str) -> StreamHead | None:
-        if stream_id not in self.heads:
-            self.heads[stream_id] = head_of(
-                await self.conn.fetchrow(SQL_LOCK_AND_READ_HEAD, lock_key, stream_id)
-            )
-        return self.heads[stream_id]
+    @asynccontextmanager
+    async def serialized(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        async with self.conn.transaction():
+            await self.conn.execute(SQL_LOCK, list(keys))  # one global order: no deadlock between holders
+            yield
 
-    async def append(
-        self,
-        header: StreamHeader,
-        expected_version: int,
-        events: Sequence[PendingEvent],
-        metadata: EventMetadata,
-        recorded_at_us: int,
-        *,
-        head_hash: bytes | None = None,
-        snapshot: bytes | None = None,
-    ) -> list[RecordedEvent]:
-        if head_hash is None:
-            head_hash = await self._head_hash(header.stream_id, expected_version)
-        links = chain_links(header, expected_version, head_hash, events, metadata, recorded_at_us)
-        new_version, new_head = links[-1].version, links[-1].hash
-        snapshot_json = snapshot.decode() if snapshot is not None else None
-        head: tuple[Any, ...]
-        if expected_version == 0:
-            sql = SQL_APPEND_NEW_STREAM
-            head = (header.stream_type, header.account, header.livemode, new_version, new_head, snapshot_json)
-        else:
-            sql = SQL_APPEND_TO_STREAM
-            head = (expected_version, new_version, new_head, snapshot_json)
-        self.writes += 1
-        rows = await self.conn.fetch(
-            sql,
-            header.stream_id,
-            [link.version for link in links],
-            [link.event.event_id for link in links],
-            [link.event.event_type for link in links],
-            [link.event.schema_version for link in links],
-            [link.event.data_json.decode() for link in links],
-            msgspec.json.encode(metadata).decode(),
-            to_timestamp(recorded_at_us),
-            [link.hash for link in links],
-            [link.canonical for link in links],
-            *head,
-        )
-        if not rows:
-            raise WrongExpectedVersion(header.stream_id, expected_version)
-        # The next command on this stream in the transaction (a group commit) starts from here.
-        self.heads[header.stream_id] = StreamHead(version=new_version, head_hash=new_head, snapshot=snapshot)
-        placed = {row["stream_version"]: (row["position"], row["tx_id"]) for row in rows}
-        metadata_doc = msgspec.to_builtins(metadata)
-        recorded = [
-            RecordedEvent(
-                position=placed[version][0],
-                tx_id=placed[version][1],
-                stream_id=header.stream_id,
-                stream_version=version,
-                event_id=item.event_id,
-                event_type=item.event_type,
-                schema_version=item.schema_version,
-                data=item.data,
-                metadata=metadata_doc,
-                recorded_at_us=recorded_at_us,
-                hash=digest,
-            )
-            for item, version, digest, _ in links
-        ]
+    async def write(self, writes: Sequence[Write]) -> Appended:
         try:
-            self.rows = await apply_all(self.conn, recorded, self.batch.deferred if self.batch else None)
+            row = await self.conn.fetchrow(statements()["write"], *write_arguments(writes))
         except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == "events_pkey":  # a stream version taken: the stream moved
+                raise conflict(writes) from error
             raise DuplicateKey(str(error)) from error
-        return recorded
-
-    async def _head_hash(self, stream_id: str, expected_version: int) -> bytes:
-        if expected_version == 0:
-            return GENESIS_HASH
-        head = await self.conn.fetchval(
-            "SELECT hash FROM events WHERE stream_id = $1 AND stream_version = $2",
-            stream_id,
-            expected_version,
-        )
-        if head is None:
-            raise WrongExpectedVersion(stream_id, expected_version)
-        return bytes(head)
-
-    async def find_idempotency(self, account: str, livemode: bool, key: str) -> IdempotencyRecord | None:
-        return record_of(await self.conn.fetchrow(SQL_FIND_IDEMPOTENCY, account, livemode, key))
-
-    async def lock_and_find_idempotency(
-        self,
-        lock_key: str,
-        account: str,
-        livemode: bool,
-        key: str,
-        *,
-        then_stream: tuple[str, str] | None = None,
-    ) -> IdempotencyRecord | None:
-        if self.batch is not None and (account, livemode, key) in self.batch.records:
-            return self.batch.records[(account, livemode, key)]  # locked when the batch began
-        if then_stream is None:
-            row = await self.conn.fetchrow(SQL_LOCK_AND_FIND_IDEMPOTENCY, lock_key, account, livemode, key)
-            return record_of(row)
-        row = await self.conn.fetchrow(SQL_BEGIN_COMMAND, lock_key, account, livemode, key, *then_stream)
-        if row["stream_locked"]:
-            self.heads[then_stream[1]] = head_of(row) if row["version"] is not None else None
-        return record_of(row) if row["record_found"] else None
-
-    async def row(self, table: str, key: str) -> Any:
-        """A projection row this session just wrote, else the stored one (tables: customers,
-        balance_transactions)."""
-        cached = self.rows.get((table, key))
-        if cached is not None:
-            return cached
-        return await self.conn.fetchrow(SQL_ROW[table], key)
-
-    async def save_idempotency(self, record: IdempotencyRecord) -> None:
-        scope = (record.account, record.livemode, record.key)
-        if self.batch is not None and scope in self.batch.records:
-            if self.batch.records[scope] is not None:
-                raise DuplicateKey(f"idempotency key {record.key!r} recorded twice in one batch")
-            self.writes += 1
-            self.batch.records[scope] = record  # a later command with this key replays it
-            self.batch.unsaved.append(record)
-            return
-        try:
-            await self._insert_idempotency(record)
-        except asyncpg.UniqueViolationError as error:
-            raise DuplicateKey(str(error)) from error
-
-    async def _insert_idempotency(self, record: IdempotencyRecord) -> None:
-        self.writes += 1
-        await self.conn.execute(
-            SQL_SAVE_IDEMPOTENCY,
-            record.account,
-            record.livemode,
-            record.key,
-            record.method,
-            record.path,
-            record.params_hash,
-            msgspec.json.encode(record.params).decode(),
-            record.status,
-            record.response,
-            record.request_id,
-        )
-
-    async def find_customer_by_external_id(
-        self, account: str, livemode: bool, external_id: str
-    ) -> str | None:
-        result: str | None = await self.conn.fetchval(SQL_FIND_EXTERNAL_ID, account, livemode, external_id)
-        return result
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == VERSION_CONFLICT:
+                raise conflict(writes) from error
+            raise
+        positions = {
+            (stream_id, version): position
+            for stream_id, version, position in zip(row["stream_ids"], row["versions"], row["positions"], strict=True)
+        }
+        return Appended(positions=positions, tx_id=row["tx_id"])
 
 
 class PostgresEventStore:
@@ -411,9 +304,9 @@ class PostgresEventStore:
         self.pool = pool
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[PostgresSession]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresSession(conn)
+    async def connection(self) -> AsyncIterator[PostgresConnection]:
+        async with self.pool.acquire() as conn:
+            yield PostgresConnection(conn)
 
     async def load_stream(
         self, stream_id: str, *, up_to_version: int | None = None, up_to_time_us: int | None = None
@@ -431,13 +324,3 @@ class PostgresEventStore:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(SQL_READ_ALL, after.tx_id, after.position, limit)
         return [row_to_event(row) for row in rows]
-
-    async def iterate_all(self, batch: int = 1000) -> AsyncIterator[RecordedEvent]:
-        cursor = GlobalCursor()
-        while True:
-            events = await self.read_all(cursor, batch)
-            for event in events:
-                yield event
-            if len(events) < batch:
-                return
-            cursor = GlobalCursor(events[-1].tx_id, events[-1].position)

@@ -26,8 +26,8 @@ import msgspec
 import pytest
 import pytest_asyncio
 
+from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, event_hash
 from ledgerd.service.auth import create_key
-from ledgerd.service.store.base import GENESIS_HASH, RecordedEvent, event_hash
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 from tests.e2e.conftest import free_port
 from tests.e2e.conftest import server as server

@@ -50,7 +50,9 @@ from ledgerd.service.audit import (
     verify,
     verify_export,
 )
-from ledgerd.service.handler import IdempotencyRequest, Outcome, RequestContext, execute
+from ledgerd.service.commands.handle import execute
+from ledgerd.service.commands.idempotency import IdempotencyRequest
+from ledgerd.service.commands.plan import Outcome, RequestContext
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.conftest import _create_database, _drop_database, _with_database

@@ -7,9 +7,10 @@ import asyncpg
 import msgspec
 
 from ledgerd.domain.customer import AdjustBalance, CreateCustomer, ProfilePatch, UpdateCustomer
+from ledgerd.domain.log import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.domain.values import Profile
-from ledgerd.service.handler import RequestContext, execute
-from ledgerd.service.store.base import GENESIS_HASH, canonical_bytes, chain_hash
+from ledgerd.service.commands.handle import execute
+from ledgerd.service.commands.plan import RequestContext
 from ledgerd.service.store.postgres import PostgresEventStore, to_microseconds
 
 T0 = 1_700_000_000_000_000

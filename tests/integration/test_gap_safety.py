@@ -10,9 +10,11 @@ import random
 import asyncpg
 
 from ledgerd.domain.customer import BalanceAdjusted, CustomerCreated
+from ledgerd.domain.log import EventMetadata, RecordedEvent, StreamHeader, prepare
 from ledgerd.domain.values import Profile
-from ledgerd.service.store.base import EventMetadata, GlobalCursor, RecordedEvent, StreamHeader, prepare
-from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.service.store.base import GlobalCursor
+from ledgerd.service.store.postgres import PostgresEventStore
+from tests.support.appending import append
 
 ACCOUNT = "acct_gaps"
 T0 = 1_700_000_000_000_000
@@ -78,8 +80,8 @@ def cursor_after(events: list[RecordedEvent], default: GlobalCursor) -> GlobalCu
 
 async def test_open_older_transaction_holds_back_a_newer_commit(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
-    async with store.session() as session:
-        await session.append(header("cus_0"), 0, created("cus_0"), META, T0)
+    async with store.connection() as session:
+        await append(session.conn, header("cus_0"), 0, created("cus_0"), META, T0)
     seen = await read_until(store, GlobalCursor(), 1)
     assert [event.stream_id for event in seen] == ["cus_0"]
     cursor = cursor_after(seen, GlobalCursor())
@@ -87,11 +89,11 @@ async def test_open_older_transaction_holds_back_a_newer_commit(pool: asyncpg.Po
     async with pool.acquire() as conn1:
         t1 = conn1.transaction()
         await t1.start()
-        first = await PostgresSession(conn1).append(
-            header("cus_1"), 0, created("cus_1"), META, T0
+        first = await append(
+            conn1, header("cus_1"), 0, created("cus_1"), META, T0
         )  # T1, open
-        async with store.session() as session:  # T2 appends and commits
-            second = await session.append(header("cus_2"), 0, created("cus_2"), META, T0)
+        async with store.connection() as session:  # T2 appends and commits
+            second = await append(session.conn, header("cus_2"), 0, created("cus_2"), META, T0)
         assert first[0].tx_id < second[0].tx_id
         # T2 has committed, but T1 (older) is still open: T2's event must be held back, or the reader's
         # cursor would pass T1's slot and lose T1's event for good.
@@ -118,11 +120,11 @@ async def test_the_writing_transaction_is_ordered_by_its_first_write(pool: async
         t1 = conn1.transaction()
         await t1.start()
         await conn1.fetch("SELECT * FROM streams")  # T1 reads: no transaction id yet
-        async with store.session() as session:
-            await session.append(header("cus_2"), 0, created("cus_2"), META, T0)
+        async with store.connection() as session:
+            await append(session.conn, header("cus_2"), 0, created("cus_2"), META, T0)
         # T1 holds no xid: T2's event is readable right away
         assert [event.stream_id for event in await read_until(store, GlobalCursor(), 1)] == ["cus_2"]
-        await PostgresSession(conn1).append(header("cus_1"), 0, created("cus_1"), META, T0)
+        await append(conn1, header("cus_1"), 0, created("cus_1"), META, T0)
         await t1.commit()
     log = await read_until(store, GlobalCursor(), 2)
     assert [event.stream_id for event in log] == ["cus_2", "cus_1"]
@@ -140,9 +142,9 @@ async def test_a_tailing_reader_sees_every_event_once_under_concurrent_writers(p
     async def writer(n: int) -> None:
         stream_id = f"cus_w{n}"
         for version in range(appends):
-            async with store.session() as session:
+            async with store.connection() as session, session.conn.transaction():
                 events = created(stream_id) if version == 0 else adjusted(stream_id, version)
-                await session.append(header(stream_id), version, events, META, T0)
+                await append(session.conn, header(stream_id), version, events, META, T0)
                 await asyncio.sleep(
                     rng.uniform(0, 0.01)
                 )  # commit late: positions and xids commit out of order

@@ -1,6 +1,7 @@
-"""Group commit (service/group_commit.py) on real PostgreSQL: concurrent commands share transactions,
-every acknowledged command is committed exactly once, a failing command cannot fail the others, and
-a replay of a grouped history rebuilds the projections byte for byte."""
+"""Group commit (service/commands/group_commit.py) on real PostgreSQL: concurrent commands share their
+round trips and one transaction, every acknowledged command is committed exactly once, a rejected or
+contended command cannot fail the others, and a replay of a grouped history rebuilds the projections
+byte for byte."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ import pytest_asyncio
 from ledgerd.domain.customer import AdjustBalance, CreateCustomer, UpdateBalanceTransaction
 from ledgerd.domain.errors import DomainError, InvalidParameter
 from ledgerd.domain.values import Profile
-from ledgerd.service.group_commit import GroupCommitter
-from ledgerd.service.handler import Claims, IdempotencyRequest, Outcome, RequestContext, execute
+from ledgerd.projections.sql import Rows
+from ledgerd.service.commands.group_commit import GroupCommitter
+from ledgerd.service.commands.handle import execute
+from ledgerd.service.commands.idempotency import IdempotencyRequest
+from ledgerd.service.commands.plan import Outcome, RequestContext
 from ledgerd.service.rebuild import compare_projections
-from ledgerd.service.store.base import StoreSession
-from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.service.store.postgres import PostgresConnection, PostgresEventStore
 
 ACCOUNT = "acct_group"
-CLAIMS = Claims(stream_id="cus_fail", stream_lock_key="stream:cus_fail")
 T0 = 1_700_000_000_000_000
 
 
@@ -39,9 +41,9 @@ async def big_pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-async def respond(session: StoreSession, outcome: Outcome) -> tuple[int, bytes]:
-    row = await session.row("customers", outcome.customer_id)  # type: ignore[attr-defined]
-    return 200, msgspec.json.encode({"balance": row["balance"], "version": row["version"]})
+def render(rows: Rows) -> dict[str, int]:
+    [row] = (row for (table, _), row in rows.items() if table == "customers")
+    return {"balance": row["balance"], "version": row["version"]}
 
 
 async def create(store: PostgresEventStore, customer_id: str, n: int = 0) -> None:
@@ -72,7 +74,7 @@ async def test_hot_customer_commands_share_transactions_and_none_is_lost(big_poo
     await create(store, "cus_hot")
     outcomes = await asyncio.gather(
         *(
-            execute(store, adjust("cus_hot", n), context(n), respond=respond, committer=committer)
+            execute(store, adjust("cus_hot", n), context(n), render=render, runner=committer)
             for n in range(1, 201)
         )
     )
@@ -107,8 +109,8 @@ async def test_idempotency_key_repeated_inside_one_batch_replays(big_pool: async
                 adjust("cus_idem", 1),
                 context(n),
                 idempotency=key,
-                respond=respond,
-                committer=committer,
+                render=render,
+                runner=committer,
             )
             for n in range(1, 9)
         )
@@ -128,7 +130,7 @@ async def test_a_rejected_command_leaves_the_batch_to_the_others(big_pool: async
         customer_id="cus_rej", occurred_at=T0, transaction_id="cbtxn_eur", amount=100, currency="eur"
     )
     results = await asyncio.gather(
-        *(execute(store, command, context(n), committer=committer) for n, command in enumerate(commands, 1)),
+        *(execute(store, command, context(n), runner=committer) for n, command in enumerate(commands, 1)),
         return_exceptions=True,
     )
     assert isinstance(results[2], DomainError)
@@ -144,36 +146,52 @@ async def test_a_rejected_command_leaves_the_batch_to_the_others(big_pool: async
     await committer.close()
 
 
-async def test_a_statement_error_rolls_back_and_reruns_each_command_alone(big_pool: asyncpg.Pool) -> None:
+class RacedStore(PostgresEventStore):
+    """Another process appends to the stream between a batch's read and its write, once."""
+
+    def __init__(self, pool: asyncpg.Pool, stream_id: str) -> None:
+        super().__init__(pool)
+        self.stream_id = stream_id
+        self.raced = False
+
+    def connection(self):  # type: ignore[no-untyped-def]
+        outer = self
+
+        class Raced(PostgresConnection):
+            async def write(self, writes):  # type: ignore[no-untyped-def]
+                if not outer.raced:
+                    outer.raced = True
+                    await execute(PostgresEventStore(outer.pool), adjust(outer.stream_id, 999, amount=1000), context(999))
+                return await super().write(writes)
+
+        base = super().connection()
+
+        class Context:
+            async def __aenter__(self) -> PostgresConnection:
+                connection = await base.__aenter__()
+                return Raced(connection.conn)
+
+            async def __aexit__(self, *exc: object) -> None:
+                await base.__aexit__(*exc)
+
+        return Context()
+
+
+async def test_a_batch_that_loses_a_race_reruns_each_command_alone(big_pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(big_pool)
-    committer = GroupCommitter(store, lanes=1)
-    await create(store, "cus_fail")
-
-    async def good(n: int) -> str:
-        async def body(session: PostgresSession) -> str:
-            outcome = await execute_in(session, n)
-            return outcome
-
-        return str(await committer.run(CLAIMS, f"req_ok{n}", body))
-
-    async def execute_in(session: PostgresSession, n: int) -> str:
-        await session.conn.execute(
-            "UPDATE customers SET balance = balance + 1, version = version WHERE id = 'cus_fail'"
-        )
-        session.writes += 1
-        return f"ok{n}"
-
-    async def failing(session: PostgresSession) -> str:
-        await session.conn.execute("SELECT 1 / 0")  # aborts the whole shared transaction
-        return "unreachable"
-
-    results = await asyncio.gather(
-        good(1), committer.run(CLAIMS, "req_bad", failing), good(2), good(3), return_exceptions=True
+    await create(store, "cus_race")
+    raced = RacedStore(big_pool, "cus_race")
+    committer = GroupCommitter(raced, lanes=1)
+    outcomes = await asyncio.gather(
+        *(execute(raced, adjust("cus_race", n), context(n), render=render, runner=committer) for n in range(1, 6))
     )
-    assert results[0] == "ok1" and results[2] == "ok2" and results[3] == "ok3"
-    assert isinstance(results[1], asyncpg.DivisionByZeroError)
-    # Each good body committed exactly once, although the first attempt at the batch ran two of them.
-    assert await big_pool.fetchval("SELECT balance FROM customers WHERE id = 'cus_fail'") == 3
+    assert raced.raced
+    # Nothing of the lost batch was written; each command then committed exactly once, on top of the
+    # concurrent append (balance 1000 + 5 x 100).
+    assert await big_pool.fetchval("SELECT balance FROM customers WHERE id = 'cus_race'") == 1500
+    assert await big_pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'cus_race'") == 7
+    assert sorted(msgspec.json.decode(o.response)["balance"] for o in outcomes) == [1100, 1200, 1300, 1400, 1500]
+    assert await compare_projections(big_pool) == []
     await committer.close()
 
 
@@ -181,7 +199,7 @@ async def test_an_invalid_command_raises_without_a_transaction(big_pool: asyncpg
     store = PostgresEventStore(big_pool)
     committer = GroupCommitter(store, lanes=2)
     with pytest.raises(InvalidParameter):
-        await execute(store, adjust("cus_none", 1, amount=0), context(1), committer=committer)
+        await execute(store, adjust("cus_none", 1, amount=0), context(1), runner=committer)
     await committer.close()
 
 
@@ -195,8 +213,8 @@ async def test_a_balance_transaction_created_and_updated_in_one_batch(big_pool: 
         customer_id="cus_upd", occurred_at=T0 + 2, transaction_id="cbtxn_g000001", description="corrected"
     )
     first, second = await asyncio.gather(
-        execute(store, adjust("cus_upd", 1), context(1), committer=committer),
-        execute(store, update, context(2), committer=committer),
+        execute(store, adjust("cus_upd", 1), context(1), runner=committer),
+        execute(store, update, context(2), runner=committer),
     )
     assert [event.event_type for event in first.events + second.events] == [
         "BalanceAdjusted",

@@ -20,6 +20,7 @@ MIGRATIONS = [
     "0006_event_canonical_bytes.sql",
     "0007_begin_command.sql",
     "0008_begin_batch.sql",
+    "0011_one_statement_commands.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
@@ -80,6 +81,10 @@ events.metadata jsonb NOT NULL
 events.recorded_at timestamp_with_time_zone NOT NULL
 events.hash bytea NOT NULL
 events.canonical bytea NULL
+external_id_claims.account text NOT NULL
+external_id_claims.livemode boolean NOT NULL
+external_id_claims.external_id text NOT NULL
+external_id_claims.customer_id text NOT NULL
 idempotency_keys.account text NOT NULL
 idempotency_keys.livemode boolean NOT NULL
 idempotency_keys.key text NOT NULL
@@ -103,6 +108,7 @@ streams.head_hash bytea NOT NULL
 streams.created_at timestamp_with_time_zone NOT NULL now()
 streams.updated_at timestamp_with_time_zone NOT NULL now()
 streams.snapshot jsonb NULL
+streams.recorded_at timestamp_with_time_zone NULL
 stripe_events.id text NOT NULL
 stripe_events.account text NOT NULL
 stripe_events.livemode boolean NOT NULL
@@ -127,7 +133,7 @@ EXPECTED_INDEXES = {
     'USING btree (account, livemode, "position" DESC) WHERE (NOT deleted)',
     "customers_by_email": "CREATE INDEX customers_by_email ON public.customers "
     "USING btree (account, livemode, lower(email)) WHERE (NOT deleted)",
-    "customers_external_id": "CREATE UNIQUE INDEX customers_external_id ON public.customers "
+    "customers_by_external_id": "CREATE INDEX customers_by_external_id ON public.customers "
     "USING btree (account, livemode, external_id) WHERE ((external_id IS NOT NULL) AND (NOT deleted))",
     "customers_pkey": "CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (id)",
     "events_event_id_key": "CREATE UNIQUE INDEX events_event_id_key ON public.events USING btree (event_id)",
@@ -135,6 +141,10 @@ EXPECTED_INDEXES = {
     "events_pkey": "CREATE UNIQUE INDEX events_pkey ON public.events USING btree (stream_id, stream_version)",
     "events_position_key": 'CREATE UNIQUE INDEX events_position_key ON public.events USING btree ("position")',
     "events_recorded_at": "CREATE INDEX events_recorded_at ON public.events USING btree (recorded_at)",
+    "events_by_transaction": "CREATE INDEX events_by_transaction ON public.events "
+    "USING btree (stream_id, ((data ->> 'transaction_id'::text))) WHERE (data ? 'transaction_id'::text)",
+    "external_id_claims_pkey": "CREATE UNIQUE INDEX external_id_claims_pkey ON public.external_id_claims "
+    "USING btree (account, livemode, external_id)",
     "idempotency_keys_created_at": "CREATE INDEX idempotency_keys_created_at ON public.idempotency_keys "
     "USING btree (created_at)",
     "idempotency_keys_pkey": "CREATE UNIQUE INDEX idempotency_keys_pkey ON public.idempotency_keys "
@@ -164,6 +174,7 @@ EXPECTED_CONSTRAINTS = {
     ("events", "events_stream_id_fkey", "FOREIGN KEY (stream_id) REFERENCES streams(stream_id)"),
     ("events", "events_stream_version_check", "CHECK ((stream_version >= 1))"),
     ("idempotency_keys", "idempotency_keys_pkey", "PRIMARY KEY (account, livemode, key)"),
+    ("external_id_claims", "external_id_claims_pkey", "PRIMARY KEY (account, livemode, external_id)"),
     ("schema_migrations", "schema_migrations_pkey", "PRIMARY KEY (name)"),
     ("streams", "streams_head_hash_check", "CHECK ((length(head_hash) = 32))"),
     ("streams", "streams_pkey", "PRIMARY KEY (stream_id)"),
@@ -195,6 +206,7 @@ EXPECTED_SERVICE_GRANTS = {
     "balance_transactions": {"SELECT", "INSERT", "UPDATE"},
     "customers": {"SELECT", "INSERT", "UPDATE"},
     "events": {"SELECT", "INSERT"},
+    "external_id_claims": {"SELECT", "INSERT", "DELETE"},
     "idempotency_keys": {"SELECT", "INSERT", "DELETE"},
     "streams": {"SELECT", "INSERT", "UPDATE"},
     "stripe_events": {"SELECT", "INSERT"},
@@ -298,10 +310,7 @@ async def test_migrations_build_exactly_the_expected_schema(empty_db_url: str) -
         assert found["triggers"] == EXPECTED_TRIGGERS
         assert found["functions"] == [
             "events_are_append_only",
-            "ledger_begin_batch",
-            "ledger_begin_command",
-            "ledger_lock_and_find_idempotency",
-            "ledger_lock_and_read_stream",
+            "ledger_expect_streams",
         ]
         assert found["other"] == [("events_position_seq", "S")]  # the identity's sequence, nothing else
         assert await applied(conn) == [(m.name, m.checksum) for m in bundled_migrations()]

@@ -22,12 +22,14 @@ from ledgerd.domain.customer import (
     UpdateCustomer,
 )
 from ledgerd.domain.errors import DomainError
+from ledgerd.domain.log import EventMetadata, StreamHeader, prepare
 from ledgerd.domain.values import Address, Profile
 from ledgerd.projections import PROJECTION_TABLES
-from ledgerd.service.handler import RequestContext, execute
+from ledgerd.service.commands.handle import execute
+from ledgerd.service.commands.plan import RequestContext
 from ledgerd.service.rebuild import REBUILD_LOCK_ID, RebuildError, compare_projections, rebuild
-from ledgerd.service.store.base import EventMetadata, StreamHeader, prepare
-from ledgerd.service.store.postgres import PostgresEventStore, PostgresSession
+from ledgerd.service.store.postgres import PostgresEventStore
+from tests.support.appending import append
 
 ACCOUNT = "acct_rebuild"
 T0 = 1_700_000_000_000_000
@@ -269,7 +271,6 @@ async def test_writes_during_rebuild_are_not_lost(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as slow:
         slow_transaction = slow.transaction()
         await slow_transaction.start()
-        session = PostgresSession(slow)
         adjusted = BalanceAdjusted(
             customer_id="cus_slow",
             transaction_id="cbtxn_slow",
@@ -280,8 +281,8 @@ async def test_writes_during_rebuild_are_not_lost(pool: asyncpg.Pool) -> None:
             created=T0 // 1_000_000,
         )
         header = StreamHeader(stream_id="cus_slow", stream_type="customer", account=ACCOUNT, livemode=False)
-        await session.append(
-            header, 1, [prepare(adjusted, "evt_slow")], EventMetadata(account=ACCOUNT, livemode=False), T0
+        await append(
+            slow, header, 1, [prepare(adjusted, "evt_slow")], EventMetadata(account=ACCOUNT, livemode=False), T0
         )
         rebuild_task = asyncio.create_task(rebuild(pool, batch_size=10))
         jobs = list(enumerate(plan))

@@ -19,7 +19,8 @@ from ledgerd.domain.customer import (
 )
 from ledgerd.domain.errors import DomainError
 from ledgerd.domain.values import Profile
-from ledgerd.service.handler import RequestContext, decode_snapshot, execute
+from ledgerd.service.commands.handle import execute
+from ledgerd.service.commands.plan import RequestContext, decode_snapshot
 from ledgerd.service.store.postgres import PostgresEventStore
 
 ACCOUNT = "acct_snap"

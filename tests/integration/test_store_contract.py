@@ -12,23 +12,28 @@ import asyncpg
 import pytest
 
 from ledgerd.domain.customer import AnyEvent, BalanceAdjusted, CustomerCreated, CustomerDeleted
-from ledgerd.domain.values import Profile
-from ledgerd.service.store.base import (
+from ledgerd.domain.log import (
     GENESIS_HASH,
-    DuplicateKey,
     EventMetadata,
-    EventStore,
-    GlobalCursor,
-    IdempotencyRecord,
     PendingEvent,
     RecordedEvent,
     StreamHeader,
-    WrongExpectedVersion,
     event_hash,
     prepare,
 )
+from ledgerd.domain.values import Profile
+from ledgerd.service.store.base import (
+    DuplicateKey,
+    EventStore,
+    GlobalCursor,
+    IdempotencyRecord,
+    ReadRequest,
+    Write,
+    WrongExpectedVersion,
+)
 from ledgerd.service.store.memory import MemoryEventStore
 from ledgerd.service.store.postgres import PostgresEventStore
+from tests.support.appending import append_to, placed, raw_write
 
 ACCOUNT = "acct_contract"
 T0 = 1_700_000_000_123_456
@@ -86,8 +91,8 @@ async def append(
     at: int = T0,
     livemode: bool = False,
 ) -> list[RecordedEvent]:
-    async with store.session() as session:
-        return await session.append(header(stream_id, livemode), expected, events, META, at)
+    async with store.connection() as connection:
+        return await append_to(connection, header(stream_id, livemode), expected, events, META, at)
 
 
 async def new_customer(store: EventStore, stream_id: str, adjustments: int = 0) -> list[RecordedEvent]:
@@ -262,8 +267,6 @@ async def test_read_all_order_and_cursors(store: EventStore) -> None:
     assert await store.read_all(GlobalCursor(log[-1].tx_id, log[-1].position)) == []
     assert await store.read_all(GlobalCursor(log[3].tx_id, log[3].position)) == log[4:]
     assert await store.read_all(limit=4) == log[:4]
-    # iterate_all yields the same order
-    assert [event async for event in store.iterate_all(batch=2)] == log
     # and each stream's events in the log are exactly its stream
     for stream_id in ("cus_a", "cus_b", "cus_c"):
         assert [event for event in log if event.stream_id == stream_id] == await store.load_stream(stream_id)
@@ -299,33 +302,74 @@ async def test_hash_chain_detects_tampering(store: EventStore) -> None:
     assert event_hash(GENESIS_HASH, middle) != middle.hash  # the chain binds the predecessor
 
 
-# --- sessions are atomic ------------------------------------------------------------------------------
+# --- a write is atomic ---------------------------------------------------------------------------------
 
 
-class Boom(Exception):
-    pass
-
-
-async def test_a_failed_session_leaves_no_trace(store: EventStore) -> None:
-    await new_customer(store, "cus_a")
-    with pytest.raises(Boom):
-        async with store.session() as session:
-            await session.append(header("cus_new"), 0, [created("cus_new", external_id="ext-new")], META, T0)
-            await session.append(header("cus_a"), 1, [adjusted("cus_a", 5, 5)], META, T0)
-            await session.save_idempotency(record("key_boom"))
-            assert len(await session.load("cus_new")) == 1  # visible inside the session
-            raise Boom
+async def test_a_write_that_fails_leaves_no_trace(store: EventStore) -> None:
+    """A batch whose last write is stale writes nothing of the others: events, stream, record, claim."""
+    await new_customer(store, "cus_a", adjustments=1)  # at version 2
+    async with store.connection() as connection:
+        fresh, _ = await raw_write(
+            connection,
+            header("cus_new"),
+            0,
+            [created("cus_new", external_id="ext-new")],
+            META,
+            T0,
+            record=record("key_boom"),
+            claim=(ACCOUNT, False, "ext-new"),
+        )
+        stale, _ = await raw_write(connection, header("cus_a"), 1, [adjusted("cus_a", 5, 5)], META, T0)
+        with pytest.raises(WrongExpectedVersion):
+            await connection.write([fresh, stale])
+        reads = await connection.read(
+            ReadRequest(
+                streams=("cus_new", "cus_a"), records=((ACCOUNT, False, "key_boom"),), claims=((ACCOUNT, False, "ext-new"),)
+            )
+        )
+    assert reads.heads["cus_new"] is None
+    assert reads.heads["cus_a"] is not None and reads.heads["cus_a"].version == 2
+    assert reads.records == {(ACCOUNT, False, "key_boom"): None}
+    assert reads.claims == {(ACCOUNT, False, "ext-new"): None}
     assert await store.load_stream("cus_new") == []
-    assert len(await store.load_stream("cus_a")) == 1
-    assert len(await read_everything(store, 1)) == 1
-    async with store.session() as session:
-        assert await session.find_idempotency(ACCOUNT, False, "key_boom") is None
-        assert await session.find_customer_by_external_id(ACCOUNT, False, "ext-new") is None
+    assert len(await read_everything(store, 2)) == 2
     # the stream can still be created from scratch, and the versions resume where they were
     assert [event.stream_version for event in await append(store, "cus_new", 0, [created("cus_new")])] == [1]
-    assert [event.stream_version for event in await append(store, "cus_a", 1, [adjusted("cus_a", 5, 5)])] == [
-        2
-    ]
+    assert [event.stream_version for event in await append(store, "cus_a", 2, [adjusted("cus_a", 5, 15)])] == [3]
+
+
+async def test_a_batch_of_writes_commits_together_in_order(store: EventStore) -> None:
+    await new_customer(store, "cus_a")
+    async with store.connection() as connection:
+        first, one = await raw_write(connection, header("cus_b"), 0, [created("cus_b")], META, T0)
+        second, two = await raw_write(connection, header("cus_a"), 1, [adjusted("cus_a", 5, 5)], META, T0)
+        appended = await connection.write([first, second])
+    events = placed(one, appended) + placed(two, appended)
+    assert len({event.tx_id for event in events}) == 1
+    assert [event.position for event in events] == sorted(event.position for event in events)
+    assert await store.load_stream("cus_b") == events[:1]
+
+
+# --- reads ---------------------------------------------------------------------------------------------
+
+
+async def test_read_returns_heads_with_snapshot_and_time(store: EventStore) -> None:
+    recorded = await new_customer(store, "cus_a", adjustments=1)
+    async with store.connection() as connection:
+        reads = await connection.read(ReadRequest(streams=("cus_a", "cus_none")))
+    head = reads.heads["cus_a"]
+    assert head is not None
+    assert (head.version, head.head_hash, head.recorded_at_us) == (2, recorded[-1].hash, T0)
+    assert reads.heads["cus_none"] is None
+
+
+async def test_read_returns_one_ledger_entrys_events(store: EventStore) -> None:
+    recorded = await new_customer(store, "cus_a", adjustments=3)
+    transaction_id = recorded[2].data["transaction_id"]
+    async with store.connection() as connection:
+        reads = await connection.read(ReadRequest(transactions=(("cus_a", transaction_id), ("cus_a", "cbtxn_none"))))
+    assert reads.transaction_events[("cus_a", transaction_id)] == [recorded[2]]
+    assert reads.transaction_events[("cus_a", "cbtxn_none")] == []
 
 
 # --- idempotency records ------------------------------------------------------------------------------
@@ -348,74 +392,96 @@ def record(key: str, account: str = ACCOUNT, livemode: bool = False, **changes: 
     return IdempotencyRecord(**values)
 
 
+async def save(store: EventStore, *records: IdempotencyRecord) -> None:
+    async with store.connection() as connection:
+        await connection.write(
+            [Write(None, 0, META, T0, record=saved) for saved in records]
+        )
+
+
+async def find(store: EventStore, account: str, livemode: bool, key: str) -> IdempotencyRecord | None:
+    async with store.connection() as connection:
+        reads = await connection.read(ReadRequest(records=((account, livemode, key),)))
+    return reads.records[(account, livemode, key)]
+
+
 async def test_idempotency_records_save_find_and_scope(store: EventStore) -> None:
     saved = record("key_1")
-    async with store.session() as session:
-        assert await session.find_idempotency(ACCOUNT, False, "key_1") is None
-        await session.save_idempotency(saved)
-        assert await session.find_idempotency(ACCOUNT, False, "key_1") == saved
-    async with store.session() as session:
-        assert await session.find_idempotency(ACCOUNT, False, "key_1") == saved
-        assert await session.find_idempotency(ACCOUNT, True, "key_1") is None
-        assert await session.find_idempotency("acct_other", False, "key_1") is None
-        assert await session.find_idempotency(ACCOUNT, False, "key_2") is None
-        # the same key in another account or mode is another record
-        await session.save_idempotency(record("key_1", livemode=True, status=400))
-        await session.save_idempotency(record("key_1", account="acct_other", response=b"other"))
-    async with store.session() as session:
-        found = await session.find_idempotency(ACCOUNT, True, "key_1")
-        assert found is not None and found.status == 400
-        other = await session.find_idempotency("acct_other", False, "key_1")
-        assert other is not None and other.response == b"other"
+    assert await find(store, ACCOUNT, False, "key_1") is None
+    await save(store, saved)
+    assert await find(store, ACCOUNT, False, "key_1") == saved
+    assert await find(store, ACCOUNT, True, "key_1") is None
+    assert await find(store, "acct_other", False, "key_1") is None
+    assert await find(store, ACCOUNT, False, "key_2") is None
+    # the same key in another account or mode is another record
+    await save(store, record("key_1", livemode=True, status=400), record("key_1", account="acct_other", response=b"other"))
+    found = await find(store, ACCOUNT, True, "key_1")
+    assert found is not None and found.status == 400
+    other = await find(store, "acct_other", False, "key_1")
+    assert other is not None and other.response == b"other"
 
 
 async def test_duplicate_idempotency_key_raises(store: EventStore) -> None:
-    async with store.session() as session:
-        await session.save_idempotency(record("key_1"))
+    await save(store, record("key_1"))
     with pytest.raises(DuplicateKey):
-        async with store.session() as session:
-            await session.save_idempotency(record("key_1", status=500))
+        await save(store, record("key_1", status=500))
     with pytest.raises(DuplicateKey):
-        async with store.session() as session:
-            await session.save_idempotency(record("key_2"))
-            await session.save_idempotency(record("key_2"))
-    async with store.session() as session:
-        kept = await session.find_idempotency(ACCOUNT, False, "key_1")
-        assert kept is not None and kept.status == 200
-        assert await session.find_idempotency(ACCOUNT, False, "key_2") is None
+        await save(store, record("key_2"), record("key_2"))
+    kept = await find(store, ACCOUNT, False, "key_1")
+    assert kept is not None and kept.status == 200
+    assert await find(store, ACCOUNT, False, "key_2") is None
 
 
-# --- the external_id index ----------------------------------------------------------------------------
+# --- external_id claims -------------------------------------------------------------------------------
 
 
-async def test_external_id_is_unique_per_account_and_mode(store: EventStore) -> None:
-    await append(store, "cus_a", 0, [created("cus_a", external_id="ext-1")])
-    async with store.session() as session:
-        assert await session.find_customer_by_external_id(ACCOUNT, False, "ext-1") == "cus_a"
-        assert await session.find_customer_by_external_id(ACCOUNT, True, "ext-1") is None
-    with pytest.raises(DuplicateKey):
-        await append(store, "cus_b", 0, [created("cus_b", external_id="ext-1")])
+async def holder(store: EventStore, livemode: bool, external_id: str) -> str | None:
+    async with store.connection() as connection:
+        reads = await connection.read(ReadRequest(claims=((ACCOUNT, livemode, external_id),)))
+    return reads.claims[(ACCOUNT, livemode, external_id)]
+
+
+async def test_an_external_id_claim_is_unique_per_account_and_mode(store: EventStore) -> None:
+    claim = (ACCOUNT, False, "ext-1")
+    async with store.connection() as connection:
+        await append_to(connection, header("cus_a"), 0, [created("cus_a", external_id="ext-1")], META, T0, claim=claim)
+    assert await holder(store, False, "ext-1") == "cus_a"
+    assert await holder(store, True, "ext-1") is None
+    async with store.connection() as connection:
+        # the claimed customer's head is read with the claim
+        reads = await connection.read(ReadRequest(claims=(claim,)))
+        assert reads.heads["cus_a"] is not None and reads.heads["cus_a"].version == 1
+        with pytest.raises(DuplicateKey):
+            await append_to(connection, header("cus_b"), 0, [created("cus_b", external_id="ext-1")], META, T0, claim=claim)
     assert await store.load_stream("cus_b") == []
-    # another mode may use it; after a delete it is free again
-    await append(store, "cus_c", 0, [created("cus_c", external_id="ext-1", livemode=True)], livemode=True)
-    await append(store, "cus_a", 1, [pending(CustomerDeleted(customer_id="cus_a", deleted_at=0))])
-    async with store.session() as session:
-        assert await session.find_customer_by_external_id(ACCOUNT, False, "ext-1") is None
-    await append(store, "cus_b", 0, [created("cus_b", external_id="ext-1")])
-    async with store.session() as session:
-        assert await session.find_customer_by_external_id(ACCOUNT, False, "ext-1") == "cus_b"
+    # another mode may use it; once released it is free again
+    async with store.connection() as connection:
+        await append_to(
+            connection,
+            header("cus_c", livemode=True),
+            0,
+            [created("cus_c", external_id="ext-1", livemode=True)],
+            META,
+            T0,
+            claim=(ACCOUNT, True, "ext-1"),
+        )
+        deleted = [pending(CustomerDeleted(customer_id="cus_a", deleted_at=0))]
+        await append_to(connection, header("cus_a"), 1, deleted, META, T0, release=claim)
+    assert await holder(store, False, "ext-1") is None
+    async with store.connection() as connection:
+        await append_to(connection, header("cus_b"), 0, [created("cus_b", external_id="ext-1")], META, T0, claim=claim)
+    assert await holder(store, False, "ext-1") == "cus_b"
 
 
-# --- session locks ------------------------------------------------------------------------------------
+# --- serialized decisions -----------------------------------------------------------------------------
 
 
-async def test_session_lock_serializes(store: EventStore) -> None:
+async def test_serialized_connections_take_turns(store: EventStore) -> None:
     counter = 0
 
     async def increment() -> None:
         nonlocal counter
-        async with store.session() as session:
-            await session.lock("counter")
+        async with store.connection() as connection, connection.serialized(["stream:cus_x"]):
             value = counter
             await asyncio.sleep(0.005)
             counter = value + 1

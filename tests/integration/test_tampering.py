@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledgerd.domain.log import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.service.audit import Digest, VerifyReport, take_digest, verify
 from ledgerd.service.rebuild import rebuild
-from ledgerd.service.store.base import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.service.store.postgres import PostgresEventStore, to_microseconds, to_timestamp
 from tests.integration.test_audit import History, make_history, settle
 

@@ -1,6 +1,6 @@
-"""How a group-commit lane forms its next batch (service/group_commit.take_batch): at most MAX_BATCH
-commands, never two with one request id (a replay tells grouped commands apart by request id), none
-whose caller went away, ordered by stream with each stream's commands in arrival order."""
+"""How a group-commit lane forms its next batch (service/commands/group_commit.take_batch): at most
+MAX_BATCH commands, never two with one request id (a replay tells grouped commands apart by request
+id), none whose caller went away, in arrival order; and which commands may be grouped at all."""
 
 from __future__ import annotations
 
@@ -8,32 +8,41 @@ import asyncio
 from collections import deque
 from typing import Any, cast
 
-from ledgerd.service.group_commit import MAX_BATCH, GroupCommitter, Queued, take_batch
-from ledgerd.service.handler import Claims
+from ledgerd.domain.customer import AdjustBalance, ProfilePatch, UpdateCustomer
+from ledgerd.service.commands.group_commit import MAX_BATCH, GroupCommitter, Queued, groupable, take_batch
+from ledgerd.service.commands.plan import CommandRequest, RequestContext
 from ledgerd.service.store.postgres import PostgresEventStore
 
 
-async def body(session: Any) -> None:
-    return None
+def request(stream: str, request_id: str | None) -> CommandRequest:
+    command = AdjustBalance(customer_id=stream, occurred_at=1, transaction_id="cbtxn_1", amount=1, currency="usd")
+    return CommandRequest(command, RequestContext("acct_1", False, 1, request_id))
 
 
 def queued(stream: str, request_id: str) -> Queued:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    return Queued(Claims(stream_id=stream, stream_lock_key=f"stream:{stream}"), request_id, body, future)
+    return Queued(request(stream, request_id), stream, future)
 
 
-async def test_a_batch_is_ordered_by_stream_and_keeps_each_streams_arrival_order() -> None:
+async def test_a_batch_keeps_arrival_order() -> None:
     queue = deque(
         [queued("cus_b", "r1"), queued("cus_a", "r2"), queued("cus_b", "r3"), queued("cus_a", "r4")]
     )
     batch = take_batch(queue)
     assert [(item.stream_id, item.request_id) for item in batch] == [
-        ("cus_a", "r2"),
-        ("cus_a", "r4"),
         ("cus_b", "r1"),
+        ("cus_a", "r2"),
         ("cus_b", "r3"),
+        ("cus_a", "r4"),
     ]
     assert not queue
+
+
+def test_only_commands_with_a_request_id_and_no_external_id_claim_are_grouped() -> None:
+    assert groupable(request("cus_a", "r1")) == "cus_a"
+    assert groupable(request("cus_a", None)) is None
+    claim = UpdateCustomer(customer_id="cus_a", occurred_at=1, patch=ProfilePatch(external_id="ext-1"))
+    assert groupable(CommandRequest(claim, RequestContext("acct_1", False, 1, "r1"))) is None
 
 
 async def test_a_repeated_request_id_ends_the_batch() -> None:

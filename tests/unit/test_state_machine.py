@@ -53,23 +53,15 @@ from ledgerd.domain.errors import (
     InvalidParameter,
     ResourceMissing,
 )
+from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, event_hash
 from ledgerd.domain.money import MAX_AMOUNT, balance_in_bounds, normalize_currency
 from ledgerd.domain.values import Profile
-from ledgerd.service.handler import (
-    IdempotencyConflict,
-    IdempotencyRequest,
-    Outcome,
-    RequestContext,
-    execute,
-)
-from ledgerd.service.store.base import (
-    GENESIS_HASH,
-    EventStore,
-    GlobalCursor,
-    RecordedEvent,
-    StoreSession,
-    event_hash,
-)
+from ledgerd.projections.sql import Rows
+from ledgerd.service.commands.errors import IdempotencyConflict
+from ledgerd.service.commands.handle import execute
+from ledgerd.service.commands.idempotency import IdempotencyRequest
+from ledgerd.service.commands.plan import Outcome, RequestContext
+from ledgerd.service.store.base import EventStore, GlobalCursor
 from ledgerd.service.store.memory import MemoryEventStore
 
 ACCOUNT = "acct_machine"
@@ -193,15 +185,9 @@ def merge(current: dict[str, str], patch: dict[str, str | None] | None) -> dict[
     return merged
 
 
-async def respond(session: StoreSession, outcome: Outcome) -> tuple[int, bytes]:
-    body = {
-        "customer": outcome.customer_id,
-        "version": outcome.state.version,
-        "balance": outcome.state.balance,
-        "currency": outcome.state.currency,
-        "events": [event.event_id for event in outcome.events],
-    }
-    return 200, msgspec.json.encode(body)
+def render(rows: Rows) -> dict[str, Any]:
+    [row] = (row for (table, _), row in rows.items() if table == "customers")
+    return {"customer": row["id"], "version": row["version"], "balance": row["balance"], "currency": row["currency"]}
 
 
 def respond_error(error: DomainError) -> tuple[int, bytes]:
@@ -329,8 +315,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 use.command,
                 self.context(),
                 idempotency=idempotency,
-                respond=respond,
-                respond_error=respond_error,
+                render=render,
+                render_error=respond_error,
             )
 
         if key is not None and key in self.recorded:

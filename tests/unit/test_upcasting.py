@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledgerd.domain.customer import EVENT_TYPES, BalanceAdjusted
+from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, canonical_bytes, decode_event, event_hash
 from ledgerd.domain.upcasting import (
     REGISTRY,
     UnknownSchemaVersion,
@@ -28,7 +29,6 @@ from ledgerd.domain.upcasting import (
     upcast,
 )
 from ledgerd.service.audit import verify_export
-from ledgerd.service.store.base import GENESIS_HASH, RecordedEvent, canonical_bytes, decode_event, event_hash
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = sorted((FIXTURES / "events").glob("*.v*.json"))

@@ -1,0 +1,178 @@
+"""The log's records, and the canonical bytes the tamper-evident hash chain is built on. Pure: no I/O.
+
+Canonical bytes of an event (version 1), recomputable by any verifier:
+
+    canonical = JSON array, no whitespace, object keys sorted by code point at every depth,
+                strings as UTF-8 with only '"', '\\' and control characters (< 0x20) escaped:
+        [stream_id, stream_version, event_id, event_type, schema_version,
+         recorded_at_us, data, metadata]
+
+    hash(event) = sha256(hash(previous event in the stream) || canonical)
+
+The first event of a stream chains from 32 zero bytes. `recorded_at_us` is the recording time in whole
+microseconds since the Unix epoch; `data` and `metadata` are the stored JSON documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+
+from ledgerd.domain.customer import AnyEvent
+from ledgerd.domain.upcasting import REGISTRY as UPCASTERS
+from ledgerd.domain.upcasting import to_event
+
+GENESIS_HASH = bytes(32)
+
+_event_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+
+class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    account: str
+    livemode: bool
+    request_id: str | None = None
+    idempotency_key: str | None = None
+    api_key_id: str | None = None
+
+
+class StreamHeader(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    stream_type: str
+    account: str
+    livemode: bool
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    position: int
+    tx_id: int
+    stream_id: str
+    stream_version: int
+    event_id: str
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]  # the stored JSON document, exactly as persisted
+    metadata: dict[str, Any]
+    recorded_at_us: int
+    hash: bytes
+
+    @property
+    def event(self) -> AnyEvent:
+        """The domain event, in the current shape: older schema versions go through the upcasters
+        (domain/upcasting.py); `data` itself stays exactly as stored."""
+        return to_event(self.event_type, self.schema_version, self.data)
+
+
+
+def canonical_bytes(
+    *,
+    stream_id: str,
+    stream_version: int,
+    event_id: str,
+    event_type: str,
+    schema_version: int,
+    recorded_at_us: int,
+    data: Any,
+    metadata: Any,
+) -> bytes:
+    return msgspec.json.encode(
+        [stream_id, stream_version, event_id, event_type, schema_version, recorded_at_us, data, metadata],
+        order="sorted",
+    )
+
+
+def chain_hash(previous: bytes, canonical: bytes) -> bytes:
+    return hashlib.sha256(previous + canonical).digest()
+
+
+def event_hash(previous: bytes, event: RecordedEvent) -> bytes:
+    return chain_hash(
+        previous,
+        canonical_bytes(
+            stream_id=event.stream_id,
+            stream_version=event.stream_version,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            recorded_at_us=event.recorded_at_us,
+            data=event.data,
+            metadata=event.metadata,
+        ),
+    )
+
+
+class PendingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event ready to append: its id, type, JSON document and hash inputs."""
+
+    event_id: str
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]
+    data_json: bytes
+
+
+def prepare(event: AnyEvent, event_id: str) -> PendingEvent:
+    data_json = msgspec.json.encode(event)
+    data = msgspec.json.decode(data_json)
+    return PendingEvent(
+        event_id=event_id,
+        event_type=data["event_type"],
+        schema_version=event.schema_version,
+        data=data,
+        data_json=data_json,
+    )
+
+
+def decode_event(data_json: bytes | str) -> AnyEvent:
+    """A stored event document as the current domain event. Fast path: a document already in the
+    current shape decodes straight into the struct; anything else goes through the upcasters."""
+    try:
+        event: AnyEvent = _event_decoder.decode(data_json)
+    except msgspec.ValidationError:
+        pass
+    else:
+        if UPCASTERS.is_current(type(event).__name__, event.schema_version):
+            return event
+    document = msgspec.json.decode(data_json)
+    if not isinstance(document, dict):
+        raise msgspec.ValidationError("an event document must be a JSON object")
+    return to_event(document.get("event_type", ""), document.get("schema_version", 1), document)
+
+
+class ChainLink(NamedTuple):
+    event: PendingEvent
+    version: int
+    hash: bytes
+    canonical: bytes  # the bytes hashed; stored beside the event so verifiers need not rebuild them
+
+
+def chain_links(
+    header: StreamHeader,
+    expected_version: int,
+    head_hash: bytes,
+    pending: Sequence[PendingEvent],
+    metadata: EventMetadata,
+    recorded_at_us: int,
+) -> list[ChainLink]:
+    """Version, hash and canonical bytes of each pending event, continuing the stream's chain."""
+    metadata_doc = msgspec.to_builtins(metadata)
+    links = []
+    previous = head_hash
+    for offset, item in enumerate(pending, start=1):
+        version = expected_version + offset
+        canonical = canonical_bytes(
+            stream_id=header.stream_id,
+            stream_version=version,
+            event_id=item.event_id,
+            event_type=item.event_type,
+            schema_version=item.schema_version,
+            recorded_at_us=recorded_at_us,
+            data=item.data,
+            metadata=metadata_doc,
+        )
+        previous = chain_hash(previous, canonical)
+        links.append(ChainLink(item, version, previous, canonical))
+    return links
