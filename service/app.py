@@ -84,6 +84,10 @@ def connection_settings(config: Config) -> dict[str, str]:
         "lock_timeout": str(int(config.lock_timeout_ms)),
         "idle_in_transaction_session_timeout": "60000",
         "synchronous_commit": config.synchronous_commit,
+        # The command path's write is one large data-modifying CTE; with PostgreSQL's default plan cache mode
+        # it was re-planned on every execution (custom plans). A generic plan is made once per connection:
+        # PostgreSQL CPU per AdjustBalance 1.78 -> 1.29 ms (3 interleaved A/B rounds, wrk 16 clients).
+        "plan_cache_mode": "force_generic_plan",
     }
 
 
