@@ -53,7 +53,11 @@ async def test_adjustments_and_external_id_changes_scan_no_table(db_url: str) ->
             )
             await execute(store, command, context(n))
         seed = AdjustBalance(
-            customer_id="cus_p00000", occurred_at=T0 + 999, transaction_id="cbtxn_seed", amount=1, currency="usd"
+            customer_id="cus_p00000",
+            occurred_at=T0 + 999,
+            transaction_id="cbtxn_seed",
+            amount=1,
+            currency="usd",
         )
         await execute(store, seed, context(999))
         await observer.execute(
