@@ -88,6 +88,11 @@ def connection_settings(config: Config) -> dict[str, str]:
         # it was re-planned on every execution (custom plans). A generic plan is made once per connection:
         # PostgreSQL CPU per AdjustBalance 1.78 -> 1.29 ms (3 interleaved A/B rounds, wrk 16 clients).
         "plan_cache_mode": "force_generic_plan",
+        # Every statement the service sends is a lookup by key. A plan cached while a table was small (a fresh
+        # database: idempotency_keys starts empty) kept hash-joining a sequential scan until autoanalyze ran, so
+        # each command read every idempotency record written so far. Seq scans stay possible where no index
+        # applies; they are simply never preferred.
+        "enable_seqscan": "off",
     }
 
 
