@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 PYTEST_ARGS ?=
 
 .PHONY: .venv lint test serve bench clean distclean
@@ -28,7 +29,13 @@ test: .venv lint
 serve: .venv
 	$(BIN)/ledgerd dev
 
-bench: .venv
+# The bench extra (eventsourcing, psycopg, psutil, py-spy) is installed here, never by bench/run.py; wrk comes
+# from Debian (`apt-get install wrk`), and the run stops at once, naming that command, if it is missing.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,dev,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
