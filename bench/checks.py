@@ -112,6 +112,3 @@ async def final_hot_check(setup: Setup, results: Results) -> None:
         f"hot verification: {ok}/{clients * per_client} 2xx, balance {check['balance']}"
         f" = {ok} x {AMOUNT}: {'OK' if check['exact'] else 'MISMATCH'}"
     )
-
-
-# -- measurement ---------------------------------------------------------------------------------------

@@ -136,23 +136,6 @@ async def run_profile(setup: Setup, results: Results) -> None:
     results.timings["profile"] = time.monotonic() - t0
 
 
-# -- report --------------------------------------------------------------------------------------------
-
-STATE_FIELDS = (
-    "s",
-    "cells",
-    "hot_checks",
-    "final_check",
-    "profile",
-    "info",
-    "timings",
-    "cut_short",
-    "started_at",
-    "loadavg_start",
-    "loadavg_measure",
-)
-
-
 def wait_label(state: str | None, kind: str | None, event: str | None) -> str:
     if state == "idle":
         return "idle (connection in the pool)"

@@ -12,8 +12,8 @@ from bench.results import Cell, Results
 from bench.stacks import CODE_PATHS, analyse_profile
 
 
-def profile_section(r: Results) -> list[str]:
-    p = r.profile
+def profile_section(results: Results) -> list[str]:
+    p = results.profile
     lines = ["## What limits it (profile of AdjustBalance spread at 16 clients)", ""]
     if not p:
         return [*lines, "No profile was taken.", ""]
@@ -66,7 +66,7 @@ def profile_section(r: Results) -> list[str]:
         lines += [
             f"| {label} | {fmt_pct(n / total)} |" for label, n in analysis["libs"] if label not in grouped
         ]
-        if r.info.get("server_loop") == "uvloop":
+        if results.info.get("server_loop") == "uvloop":
             lines.append(
                 "| (uvloop: socket syscalls happen in C inside the loop and are counted with the Python"
                 " frame that asked for them) | |"
@@ -122,13 +122,13 @@ def profile_section(r: Results) -> list[str]:
         for label, n in sorted(p["waits"].items(), key=lambda kv: -kv[1]):
             lines.append(f"| {label} | {fmt_pct(n / seen, 1)} |")
         lines.append("")
-    lines += limits_text(r, analysis)
+    lines += limits_text(results, analysis)
     return lines
 
 
-def limits_text(r: Results, analysis: dict[str, Any]) -> list[str]:
+def limits_text(results: Results, analysis: dict[str, Any]) -> list[str]:
     """Plain statements derived from this run's figures (the same rules on every run)."""
-    p = r.profile
+    p = results.profile
     cell: Cell = p["cell"]
     out = ["**Reading of these figures (generated from them):**", ""]
     total = analysis.get("total", 0)
