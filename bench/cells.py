@@ -11,9 +11,10 @@ import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.checks import check_hot
-from bench.cpu import cpu_delta, postmaster_children, snapshot, wait_backends_reaped
+from bench.cpu import CpuSnapshot, cpu_delta, postmaster_children, snapshot, wait_backends_reaped
 from bench.database import checkpoint, libpq_env, peer_env
 from bench.figures import fmt_ms, fmt_pct
 from bench.processes import wait_rusage
@@ -150,17 +151,9 @@ def run_pgbench(setup: Setup, clients: int, duration: int, rep: int) -> Cell:
         "--log-prefix",
         str(prefix),
     ]
-    out_path = setup.tmp / "pgbench.out"
-    with open(out_path, "wb") as out:
-        backends = postmaster_children(setup.postmaster_pid)
-        before = snapshot(None, setup.postmaster_pid)
-        proc = setup.children.popen(
-            args, env=libpq_env(setup.pgb_url), stdout=out, stderr=subprocess.STDOUT, cwd=setup.tmp
-        )
-        code, cpu = wait_rusage(proc, duration + 60)
-        wait_backends_reaped(setup.postmaster_pid, backends)
-        after = snapshot(None, setup.postmaster_pid)
-    text = out_path.read_text(errors="replace")
+    code, cpu, before, after, text = run_client(
+        setup, args, libpq_env(setup.pgb_url), setup.tmp, duration + 60
+    )
     latencies: list[int] = []
     failed_logged = 0
     for path in setup.tmp.glob(prefix.name + "*"):
@@ -217,17 +210,7 @@ def run_peer(setup: Setup, clients: int, duration: int, rep: int) -> Cell:
         "--duration",
         str(duration),
     ]
-    out_path = setup.tmp / "peer.out"
-    with open(out_path, "wb") as out:
-        backends = postmaster_children(setup.postmaster_pid)
-        before = snapshot(None, setup.postmaster_pid)
-        proc = setup.children.popen(
-            args, env=peer_env(setup.peer_url), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-        )
-        code, cpu = wait_rusage(proc, duration + 90)
-        wait_backends_reaped(setup.postmaster_pid, backends)
-        after = snapshot(None, setup.postmaster_pid)
-    text = out_path.read_text(errors="replace")
+    code, cpu, before, after, text = run_client(setup, args, peer_env(setup.peer_url), ROOT, duration + 90)
     match = re.search(r"^BENCH_JSON (\{.*\})$", text, re.MULTILINE)
     if code != 0 or match is None:
         raise RuntimeError(f"peer failed ({code}) c={clients}:\n{text[-3000:]}")
@@ -250,6 +233,22 @@ def run_peer(setup: Setup, clients: int, duration: int, rep: int) -> Cell:
     cpu_delta(cell, before, after)
     cell.server_cpu_s = cpu  # the peer process (its threads are both client and "server")
     return cell
+
+
+def run_client(
+    setup: Setup, args: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> tuple[int, float, CpuSnapshot, CpuSnapshot, str]:
+    """Runs a database client to its end (pgbench, the peer): its exit code, its CPU seconds, the CPU
+    snapshots around it (after PostgreSQL reaped the client's backends) and its output."""
+    out_path = setup.tmp / "client.out"
+    with open(out_path, "wb") as out:
+        backends = postmaster_children(setup.postmaster_pid)
+        before = snapshot(None, setup.postmaster_pid)
+        proc = setup.children.popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        code, cpu = wait_rusage(proc, timeout)
+        wait_backends_reaped(setup.postmaster_pid, backends)
+        after = snapshot(None, setup.postmaster_pid)
+    return code, cpu, before, after, out_path.read_text(errors="replace")
 
 
 def pgbench_statements() -> int:

@@ -77,13 +77,7 @@ async def seed_pgbench_db(setup: Setup) -> None:
     src = await asyncpg.connect(setup.url)
     dst = await asyncpg.connect(setup.pgb_url)
     try:
-        streams = await src.fetch("SELECT * FROM streams WHERE stream_id = ANY($1)", setup.ids)
-        columns = list(streams[0].keys())
-        await dst.copy_records_to_table(
-            "streams",
-            records=[tuple(mapping[r[c]] if c == "stream_id" else r[c] for c in columns) for r in streams],
-            columns=columns,
-        )
+        await copy_renamed(src, dst, "streams", "stream_id", setup.ids, mapping)
         ev_cols = [
             "tx_id",
             "stream_id",
@@ -113,16 +107,20 @@ async def seed_pgbench_db(setup: Setup) -> None:
             return tuple(out)
 
         await dst.copy_records_to_table("events", records=[event_row(r) for r in events], columns=ev_cols)
-        customers = await src.fetch("SELECT * FROM customers WHERE id = ANY($1)", setup.ids)
-        cols = list(customers[0].keys())
-        await dst.copy_records_to_table(
-            "customers",
-            records=[tuple(mapping[r[c]] if c == "id" else r[c] for c in cols) for r in customers],
-            columns=cols,
-        )
+        await copy_renamed(src, dst, "customers", "id", setup.ids, mapping)
         await dst.execute(CEILING_SCHEMA)
         await dst.execute("INSERT INTO bench_ceiling_balances SELECT id, balance, version FROM customers")
         await dst.execute("VACUUM ANALYZE")
     finally:
         await src.close()
         await dst.close()
+
+
+async def copy_renamed(
+    src: Any, dst: Any, table: str, id_column: str, ids: list[str], mapping: dict[str, str]
+) -> None:
+    """The rows of `table` whose `id_column` is in `ids`, copied to `dst` with that column renamed."""
+    rows = await src.fetch(f"SELECT * FROM {table} WHERE {id_column} = ANY($1)", ids)
+    columns = list(rows[0].keys())
+    records = [tuple(mapping[r[c]] if c == id_column else r[c] for c in columns) for r in rows]
+    await dst.copy_records_to_table(table, records=records, columns=columns)
