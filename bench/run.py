@@ -22,7 +22,7 @@ What it does, in order (one module each):
     of requests so that the count of 2xx answers is exact (checks.py);
  6. profiles the server under AdjustBalance spread at 16 clients (py-spy, pg_stat_statements,
     pg_stat_activity wait sampling: profile.py, stacks.py);
- 7. writes bench/RESULTS.md (report.py, report_profile.py); stops everything it started, also on Ctrl-C
+ 7. writes bench/RESULTS.md (report.py, report_cpu.py, report_profile.py); stops everything it started, also on Ctrl-C
     or failure (processes.py).
 """
 
