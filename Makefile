@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 PYTEST_ARGS ?=
 
-.PHONY: .venv lint test serve bench clean distclean
+.PHONY: .venv lint test test-fast serve bench clean distclean
 
 # The venv is (re)installed when pyproject.toml changes; otherwise this is a no-op.
 .venv: $(STAMP)
@@ -25,10 +26,21 @@ lint: .venv
 test: .venv lint
 	$(BIN)/python -m ledgerd.service.pgserver run -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The edit-run loop (about a minute on 2 cores): the unit tests and the integration tests not marked
+# `slow`, no lint. `make test` stays the whole suite.
+test-fast: .venv
+	$(BIN)/python -m ledgerd.service.pgserver run -- $(BIN)/python -m pytest -q -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
+
 serve: .venv
 	$(BIN)/ledgerd dev
 
-bench: .venv
+# The bench extra (eventsourcing, psycopg, psutil, py-spy) is installed here, never by bench/run.py; wrk comes
+# from Debian (`apt-get install wrk`), and the run stops at once, naming that command, if it is missing.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,dev,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
 clean:

@@ -22,12 +22,10 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ledgerd.domain.customer import AnyEvent
-from ledgerd.domain.upcasting import REGISTRY as UPCASTERS
 from ledgerd.domain.upcasting import to_event
 
 GENESIS_HASH = bytes(32)
 
-_event_decoder = msgspec.json.Decoder(AnyEvent)
 
 
 
@@ -124,22 +122,6 @@ def prepare(event: AnyEvent, event_id: str) -> PendingEvent:
         data=data,
         data_json=data_json,
     )
-
-
-def decode_event(data_json: bytes | str) -> AnyEvent:
-    """A stored event document as the current domain event. Fast path: a document already in the
-    current shape decodes straight into the struct; anything else goes through the upcasters."""
-    try:
-        event: AnyEvent = _event_decoder.decode(data_json)
-    except msgspec.ValidationError:
-        pass
-    else:
-        if UPCASTERS.is_current(type(event).__name__, event.schema_version):
-            return event
-    document = msgspec.json.decode(data_json)
-    if not isinstance(document, dict):
-        raise msgspec.ValidationError("an event document must be a JSON object")
-    return to_event(document.get("event_type", ""), document.get("schema_version", 1), document)
 
 
 class ChainLink(NamedTuple):

@@ -16,7 +16,7 @@ the bytes as they were stored, and verification always hashes the stored documen
 
 The production registry is EMPTY, on purpose: every event type is still at schema_version 1, the first
 version ever written, so there is no older shape to translate. The machinery is nevertheless live:
-`service.store.base.RecordedEvent.event` and `decode_event` route every decode through `to_event`, an
+`ledgerd.domain.log.RecordedEvent.event` routes every decode through `to_event`, an
 event whose version is newer than this code knows fails loudly (`UnknownSchemaVersion`), and
 tests/unit/test_upcasting.py proves with a test-only registry that chains compose, while the golden
 fixtures in tests/fixtures/events/ pin every (type, version) that exists today.

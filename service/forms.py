@@ -33,7 +33,7 @@ MAX_DEPTH: Final[int] = 5
 MAP_PARAMS: Final[frozenset[str]] = frozenset({"metadata"})
 """Top-level parameters whose direct children are object keys even when they look like list indexes."""
 
-__all__ = ["MAP_PARAMS", "MAX_DEPTH", "MAX_PARAMS", "parse_body", "parse_form", "parse_json", "parse_query"]
+__all__ = ["MAP_PARAMS", "MAX_DEPTH", "MAX_PARAMS", "parse_form", "parse_json", "parse_query"]
 
 
 class _Node:
@@ -85,19 +85,6 @@ def parse_json(body: bytes) -> dict[str, Any]:
         _check_json_key(key, key)
         leaves = _walk_json(item, key, 0, leaves)
     return value
-
-
-def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """JSON when the media type is ``application/json`` (or ``+json``), else form-urlencoded.
-
-    Python SDK DELETEs carry no Content-Type; an empty body is always ``{}``.
-    """
-    if not body:
-        return {}
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media == "application/json" or media.endswith("+json"):
-        return parse_json(body)
-    return parse_form(body)
 
 
 # ---------------------------------------------------------------------------------------------------

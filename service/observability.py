@@ -65,11 +65,6 @@ class Metrics:
         self.events_appended = Counter(
             "ledger_events_appended", "Domain events appended to the log", registry=self.registry
         )
-        self.conflict_retries = Counter(
-            "ledger_command_conflict_retries",
-            "Commands retried after a concurrency conflict",
-            registry=self.registry,
-        )
         self.idempotent_replays = Counter(
             "ledger_idempotent_replays",
             "Requests answered from an idempotency record",

@@ -19,40 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-
-def _with_database(url: str, database: str) -> str:
-    """``url`` pointing at ``database`` instead (keeps host, port, user, socket and other parameters)."""
-    parts = urlsplit(url)
-    query = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("dbname", "database")
-    ]
-    return parts._replace(path="/" + quote(database, safe=""), query=urlencode(query, safe="/")).geturl()
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _random_name(prefix: str) -> str:
-    return f"{prefix}{secrets.token_hex(6)}"
-
-
-async def _create_database(admin: asyncpg.Connection, name: str, template: str) -> None:
-    # FILE_COPY (PostgreSQL 15+) clones a small database several times faster than the default WAL_LOG.
-    strategy = " STRATEGY FILE_COPY" if admin.get_server_version().major >= 15 else ""
-    await admin.execute(f"CREATE DATABASE {_quote_ident(name)} TEMPLATE {_quote_ident(template)}{strategy}")
-
-
-async def _drop_database(admin: asyncpg.Connection, name: str) -> None:
-    await admin.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+from tests.support.databases import create_database, drop_database, fresh_database, random_name, with_database
 
 
 @pytest.fixture(scope="session")
@@ -83,39 +56,31 @@ async def template_db(admin_conn: asyncpg.Connection, database_url: str) -> Asyn
     """Name of a database holding the fully migrated schema, cloned for every test."""
     from ledgerd.service.migrate import apply_migrations  # imported lazily: unit tests must not need it
 
-    name = _random_name("ledger_tmpl_")
-    await _create_database(admin_conn, name, "template0")
+    name = random_name("ledger_tmpl_")
+    await create_database(admin_conn, name, "template0")
     try:
-        conn = await asyncpg.connect(_with_database(database_url, name))
+        conn = await asyncpg.connect(with_database(database_url, name))
         try:
             await apply_migrations(conn)
         finally:
             await conn.close()
         yield name
     finally:
-        await _drop_database(admin_conn, name)
+        await drop_database(admin_conn, name)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def db_url(admin_conn: asyncpg.Connection, database_url: str, template_db: str) -> AsyncIterator[str]:
     """URL of a fresh database with all migrations applied, private to the test."""
-    name = _random_name("ledger_t_")
-    await _create_database(admin_conn, name, template_db)
-    try:
-        yield _with_database(database_url, name)
-    finally:
-        await _drop_database(admin_conn, name)
+    async with fresh_database(admin_conn, database_url, template_db, "ledger_t_") as url:
+        yield url
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def empty_db_url(admin_conn: asyncpg.Connection, database_url: str) -> AsyncIterator[str]:
     """URL of a fresh database without any migrations (for migration tests)."""
-    name = _random_name("ledger_e_")
-    await _create_database(admin_conn, name, "template0")
-    try:
-        yield _with_database(database_url, name)
-    finally:
-        await _drop_database(admin_conn, name)
+    async with fresh_database(admin_conn, database_url, "template0", "ledger_e_") as url:
+        yield url
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -28,7 +28,7 @@ from ledgerd.domain.customer import (
     UpsertCustomer,
     decide,
     decide_transaction_update,
-    evolve,
+    fold,
     resolve_upsert,
     transaction_created,
     transaction_updated,
@@ -193,9 +193,7 @@ async def customer_state(overlay: Overlay, stream_id: str, load: Loader) -> tupl
         return INITIAL_STATE, None
     state = decode_snapshot(head.snapshot, head.version)
     if state is None:
-        state = INITIAL_STATE
-        for recorded in await load(stream_id):
-            state = evolve(state, recorded.event)
+        state = fold([recorded.event for recorded in await load(stream_id)])
     return state, head
 
 

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 
 def call(

@@ -32,7 +32,7 @@ from aiohttp import web
 from ledgerd.service import forms
 from ledgerd.service.explorer.views import CSP, assets
 from ledgerd.service.openapi import document
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright, expect

@@ -28,7 +28,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ledgerd.service.auth import create_key
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 REQUEST_ID = re.compile(r"^req_[A-Za-z0-9]{8,}$")
 NO_KEY = "You did not provide an API key."

@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 
 from ledgerd.domain.money import MAX_AMOUNT
 from ledgerd.service.auth import create_key
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 MAX_CUSTOMERS = 5
 CURRENCIES = st.sampled_from(["usd", "usd", "usd", "eur"])  # mostly right, occasionally another one

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.e2e.conftest import Server
 from tests.e2e.test_http import REQUEST_ID, Api, Reply, count_events
+from tests.support.server import Server
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 import stripe
 
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 
 def plain(value: object) -> object:

@@ -25,7 +25,7 @@ import pytest_asyncio
 
 from ledgerd.service.migrate import migrate
 from ledgerd.service.pgserver import EmbeddedPostgres
-from tests.faults.conftest import Load, Reply, call, check_log, new_key
+from tests.support.faults import Load, Reply, call, check_log, new_key
 
 RECOVERY_LIMIT_S = 5.0
 OUTAGE_S = 1.0

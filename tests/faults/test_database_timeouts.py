@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import asyncpg
 
-from tests.faults.conftest import Reply, Service, call, new_key
+from tests.support.faults import Reply, Service, call, new_key
 
 MARGIN_S = 1.5  # scheduling slack on a loaded two-core machine
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 BIG = "9" * 40
 

@@ -17,8 +17,8 @@ import pytest_asyncio
 
 from ledgerd.service.app import prune_idempotency_keys
 from ledgerd.service.migrate import bundled_migrations
-from tests.conftest import _create_database, _drop_database, _random_name, _with_database
-from tests.faults.conftest import call, check_chains, load_events, new_key
+from tests.support.databases import create_database, drop_database, random_name, with_database
+from tests.support.faults import call, check_chains, load_events, new_key
 
 
 def as_user(url: str, user: str, password: str) -> str:
@@ -172,12 +172,12 @@ async def test_creating_the_role_is_safe_when_migrations_race(
     name = f"ledger_race_{secrets.token_hex(4)}"
     sql = next(m.sql for m in bundled_migrations() if m.name == "0005_service_role.sql")
     block = sql[sql.index("DO $$") : sql.index("$$;") + 3].replace("ledger_service", name)
-    databases = [_random_name("ledger_race_") for _ in range(4)]
+    databases = [random_name("ledger_race_") for _ in range(4)]
     conns: list[asyncpg.Connection] = []
     try:
         for database in databases:
-            await _create_database(admin_conn, database, "template0")
-            conns.append(await asyncpg.connect(_with_database(db_url, database)))
+            await create_database(admin_conn, database, "template0")
+            conns.append(await asyncpg.connect(with_database(db_url, database)))
         first = conns[0].transaction()
         await first.start()
         await conns[0].execute(block)
@@ -201,5 +201,5 @@ async def test_creating_the_role_is_safe_when_migrations_race(
         for conn in conns:
             await conn.close()
         for database in databases:
-            await _drop_database(admin_conn, database)
+            await drop_database(admin_conn, database)
         await admin_conn.execute(f"DROP ROLE IF EXISTS {name}")

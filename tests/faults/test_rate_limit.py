@@ -14,7 +14,7 @@ import pytest
 from ledgerd.service.app import create_app
 from ledgerd.service.config import Config
 from ledgerd.service.ratelimit import TokenBucketLimiter, limiter_for, rate_limit_middleware
-from tests.faults.conftest import Reply, call, new_key
+from tests.support.faults import Reply, call, new_key
 
 
 class FakeClock:

@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from tests.faults.conftest import Load, call, check_log, new_key
+from tests.support.faults import Load, call, check_log, new_key
 
 SEED = int(os.environ.get("LEDGER_FAULT_SEED", "6"))
 KILLS = int(os.environ.get("LEDGER_FAULT_KILLS", "3"))

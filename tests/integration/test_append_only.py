@@ -40,6 +40,7 @@ async def snapshot(pool: asyncpg.Pool) -> list[str]:
     return [row["row"] for row in rows]
 
 
+@pytest.mark.slow
 async def test_changing_or_removing_events_raises_and_changes_nothing(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     profile = Profile(invoice_prefix="AO")

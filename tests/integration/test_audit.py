@@ -55,7 +55,7 @@ from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import Outcome, RequestContext
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
-from tests.conftest import _create_database, _drop_database, _with_database
+from tests.support.databases import create_database, drop_database, with_database
 
 ACCOUNT = "acct_audit"
 T0 = 1_790_000_000_000_000  # 2026-09-21T12:53:20Z, in microseconds
@@ -188,11 +188,11 @@ async def other_db_url(
 ) -> AsyncIterator[str]:
     """A second fresh, migrated, empty store (an import target)."""
     name = f"ledger_t_{secrets.token_hex(6)}"
-    await _create_database(admin_conn, name, template_db)
+    await create_database(admin_conn, name, template_db)
     try:
-        yield _with_database(database_url, name)
+        yield with_database(database_url, name)
     finally:
-        await _drop_database(admin_conn, name)
+        await drop_database(admin_conn, name)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -227,6 +227,7 @@ async def export_bytes(pool: asyncpg.Pool, **options: Any) -> tuple[bytes, Any]:
 # --- verify --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_verify_passes_on_a_clean_log(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     history = await make_history(store, seed=1, commands=80)
@@ -249,6 +250,7 @@ async def test_verify_on_an_empty_store(pool: asyncpg.Pool) -> None:
     assert digest.hash == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256(b"")
 
 
+@pytest.mark.slow
 async def test_parallel_chain_check_equals_the_single_reader(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     await make_history(store, seed=2, commands=60)
@@ -278,6 +280,7 @@ async def pool_check_digest(pool: asyncpg.Pool, digest: Digest) -> Any:
         return await check_digest(conn, digest, batch=5)
 
 
+@pytest.mark.slow
 async def test_digest_round_trip_and_later_appends(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     history = await make_history(store, seed=3, commands=50)
@@ -303,6 +306,7 @@ async def test_digest_round_trip_and_later_appends(pool: asyncpg.Pool) -> None:
     assert report.ok and report.check("digest").stats["events"] == first.events
 
 
+@pytest.mark.slow
 async def test_digest_stops_below_a_running_writer(pool: asyncpg.Pool) -> None:
     """A transaction that holds an xid holds the digest back: nothing can later commit behind it."""
     store = PostgresEventStore(pool)
@@ -332,6 +336,7 @@ def test_digest_documents_are_checked() -> None:
 # --- export, offline verification, import --------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_export_lines_carry_everything_to_verify_offline(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     history = await make_history(store, seed=7, commands=60)
@@ -385,6 +390,7 @@ async def test_export_lines_carry_everything_to_verify_offline(pool: asyncpg.Poo
     assert [msgspec.json.decode(line) for line in mixed.splitlines()] == lines
 
 
+@pytest.mark.slow
 async def test_export_filters(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     history = await make_history(store, seed=8, commands=60)
@@ -433,6 +439,7 @@ async def test_offline_verification_names_edited_lines(pool: asyncpg.Pool) -> No
     assert gap.stream_id == doc["stream_id"]
 
 
+@pytest.mark.slow
 async def test_import_into_an_empty_store_verifies_and_rebuilds_identically(
     pool: asyncpg.Pool, other_pool: asyncpg.Pool
 ) -> None:
@@ -594,6 +601,7 @@ async def test_customer_history(pool: asyncpg.Pool) -> None:
     assert all(hashes[h["event_id"]] == h["hash"] for h in history)
 
 
+@pytest.mark.slow
 async def test_balance_at_microseconds(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     cid = "cus_bal"
@@ -636,6 +644,7 @@ async def cli(db_url: str, *args: str, stdin: bytes | None = None) -> tuple[int,
     return process.returncode, out, err
 
 
+@pytest.mark.slow
 async def test_cli_verify_digest_export_import_balance_at(
     pool: asyncpg.Pool, db_url: str, other_db_url: str, tmp_path: Path
 ) -> None:

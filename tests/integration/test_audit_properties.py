@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,8 +42,8 @@ from ledgerd.service.audit import (
 )
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
-from tests.conftest import _create_database, _drop_database, _with_database
 from tests.integration.test_audit import ACCOUNT, T0, dump, run_command, settle
+from tests.support.databases import create_database, drop_database, with_database
 
 EXAMPLES = itertools.count()
 
@@ -121,6 +122,7 @@ async def play(store: PostgresEventStore, prefix: str, script: list[tuple[str, i
     return created
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40,
     deadline=None,
@@ -166,8 +168,8 @@ async def fresh_stores(
 
     async def make() -> asyncpg.Pool:
         name = f"ledger_t_{secrets.token_hex(6)}"
-        await _create_database(admin_conn, name, template_db)
-        pool = await asyncpg.create_pool(_with_database(database_url, name), min_size=1, max_size=6)
+        await create_database(admin_conn, name, template_db)
+        pool = await asyncpg.create_pool(with_database(database_url, name), min_size=1, max_size=6)
         made.append((name, pool))
         return pool
 
@@ -176,9 +178,10 @@ async def fresh_stores(
     finally:
         for name, pool in made:
             await pool.close()
-            await _drop_database(admin_conn, name)
+            await drop_database(admin_conn, name)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=8,
     deadline=None,

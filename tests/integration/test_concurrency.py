@@ -58,6 +58,7 @@ async def create_customer(store: PostgresEventStore, customer_id: str, currency:
     await execute(store, command, CONTEXT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [1, 4, 16])
 async def test_64_concurrent_adjustments_on_one_customer(big_pool: asyncpg.Pool, processes: int) -> None:
     """One process queues a hot customer's commands in memory; several processes (one runner each)
@@ -185,6 +186,7 @@ async def test_one_key_with_different_parameters_concurrently(big_pool: asyncpg.
     assert await big_pool.fetchval("SELECT count(*) FROM events WHERE event_type = 'BalanceAdjusted'") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("customers", [8])
 async def test_concurrent_commands_on_many_customers(big_pool: asyncpg.Pool, customers: int) -> None:
     """Creates and adjustments racing across customers: no deadlock, no error, every ledger adds up."""

@@ -8,6 +8,7 @@ import asyncio
 import random
 
 import asyncpg
+import pytest
 
 from ledgerd.domain.customer import BalanceAdjusted, CustomerCreated
 from ledgerd.domain.log import EventMetadata, RecordedEvent, StreamHeader, prepare
@@ -130,6 +131,7 @@ async def test_the_writing_transaction_is_ordered_by_its_first_write(pool: async
     assert [event.stream_id for event in log] == ["cus_2", "cus_1"]
 
 
+@pytest.mark.slow
 async def test_a_tailing_reader_sees_every_event_once_under_concurrent_writers(pool: asyncpg.Pool) -> None:
     """Writers whose transactions commit out of insert order (each waits a random moment after its
     insert), and a reader that tails the log by cursor the whole time."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import asyncpg
 import pytest
+
+from tests.support.databases import fresh_database
 
 _seen_databases: set[str] = set()
 
@@ -48,12 +52,25 @@ async def test_empty_database_has_no_migrations(empty_db_url: str) -> None:
         await conn.close()
 
 
-async def test_databases_of_earlier_tests_are_dropped(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname = any($1::text[])", sorted(_seen_databases)
-        )
-    finally:
-        await conn.close()
+async def test_databases_of_earlier_tests_are_dropped(
+    admin_conn: asyncpg.Connection, database_url: str, template_db: str
+) -> None:
+    """The `db_url` fixture's database (`fresh_database`) exists while the test runs and is gone after it,
+    also when the test fails; so are the databases of the tests above, when they ran in this session."""
+
+    async def exists(name: str) -> bool:
+        return bool(await admin_conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name))
+
+    async with fresh_database(admin_conn, database_url, template_db, "ledger_t_") as url:
+        name = urlsplit(url).path.lstrip("/")
+        assert name.startswith("ledger_t_") and await exists(name)
+    assert not await exists(name)
+    with pytest.raises(RuntimeError):
+        async with fresh_database(admin_conn, database_url, template_db, "ledger_t_") as url:
+            failed = urlsplit(url).path.lstrip("/")
+            raise RuntimeError("the test failed")
+    assert not await exists(failed)
+    rows = await admin_conn.fetch(
+        "SELECT datname FROM pg_database WHERE datname = any($1::text[])", sorted(_seen_databases)
+    )
     assert rows == []

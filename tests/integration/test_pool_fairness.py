@@ -13,6 +13,7 @@ from ledgerd.service.app import create_pool
 from ledgerd.service.config import Config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hops", range(4))
 async def test_a_waiting_request_gets_the_released_connection_first(db_url: str, hops: int) -> None:
     pool = await create_pool(Config.from_env(db_url, pool_min_size=1, pool_max_size=1))

@@ -158,6 +158,7 @@ async def random_history(store: PostgresEventStore, commands: int, seed: int) ->
                 txns.setdefault(cid, []).append(event.data["transaction_id"])
 
 
+@pytest.mark.slow
 async def test_rebuild_gives_identical_tables_and_schema(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     await random_history(store, 150, seed=1)
@@ -180,6 +181,7 @@ async def test_rebuild_gives_identical_tables_and_schema(pool: asyncpg.Pool) -> 
     assert await dump(pool) == after_more
 
 
+@pytest.mark.slow
 async def test_rebuild_of_an_empty_log(pool: asyncpg.Pool) -> None:
     schema_before = await schema_snapshot(pool)
     report = await rebuild(pool)
@@ -189,6 +191,7 @@ async def test_rebuild_of_an_empty_log(pool: asyncpg.Pool) -> None:
     assert await compare_projections(pool) == []
 
 
+@pytest.mark.slow
 async def test_compare_finds_and_rebuild_repairs_corruption(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     await random_history(store, 80, seed=3)
@@ -228,6 +231,7 @@ async def wait_for_lock_wait(pool: asyncpg.Pool, table: str, mode: str) -> None:
     raise AssertionError(f"nobody waited for {mode} on {table}")
 
 
+@pytest.mark.slow
 async def test_writes_during_rebuild_are_not_lost(pool: asyncpg.Pool) -> None:
     """50 adjustments run while the rebuild replays and swaps, and one slow command transaction stays
     open across the bulk phase (it holds the gap-safe horizon back, so the writes behind it reach the

@@ -208,6 +208,7 @@ async def customers(pool: asyncpg.Pool) -> asyncpg.Pool:
         ("email~'rosen'", newest_first("cus_jenny")),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 async def test_query_returns(customers: asyncpg.Pool, query: str, expected: list[str]) -> None:
     assert await ids(customers, query) == expected
 
@@ -229,6 +230,7 @@ async def test_query_returns(customers: asyncpg.Pool, query: str, expected: list
         ("email~'%' OR 1=1'", None),
     ],
 )
+@pytest.mark.slow
 async def test_sql_injection_looking_input(
     customers: asyncpg.Pool, query: str, expected: list[str] | None
 ) -> None:
@@ -240,6 +242,7 @@ async def test_sql_injection_looking_input(
     assert await customers.fetchval("SELECT count(*) FROM customers") == len(ROWS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "query",
     ["email:'x'' OR 1=1 --'", "email:'x' OR 1=1 --", "email:x OR 1=1", "email:'a'; DROP TABLE customers"],
@@ -370,6 +373,7 @@ def clause_texts(draw: st.DrawFn) -> str:
     return f"{sign}{field_name}{op}{_quote(value)}"
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300,
     deadline=None,

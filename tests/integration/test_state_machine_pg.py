@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -115,6 +116,7 @@ class PostgresDriver:
         await self.admin(f"DROP DATABASE IF EXISTS {quote_ident(self.database)} WITH (FORCE)")
 
 
+@pytest.mark.slow
 def test_ledger_state_machine_on_postgres(database_url: str, template_db: str) -> None:
     class PostgresLedgerMachine(LedgerMachine):
         @staticmethod

@@ -88,6 +88,7 @@ ONE_BYTE_EDITS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit", sorted(ONE_BYTE_EDITS))
 async def test_an_altered_event_is_named(pool: asyncpg.Pool, edit: str) -> None:
     await history_for(pool, seed=21)
@@ -117,6 +118,7 @@ async def test_an_altered_event_is_named(pool: asyncpg.Pool, edit: str) -> None:
 # --- removed, swapped, inserted ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_deleted_event_is_named(pool: asyncpg.Pool) -> None:
     await history_for(pool, seed=22)
     victim = await event_in_middle(pool)
@@ -138,6 +140,7 @@ async def test_a_deleted_event_is_named(pool: asyncpg.Pool) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_the_deleted_last_event_of_a_stream_is_named(pool: asyncpg.Pool) -> None:
     await history_for(pool, seed=23)
     stream = await pool.fetchrow(
@@ -156,6 +159,7 @@ async def test_the_deleted_last_event_of_a_stream_is_named(pool: asyncpg.Pool) -
     assert report.check("streams").problems[0].stream_id == stream["stream_id"]
 
 
+@pytest.mark.slow
 async def test_two_events_swapped_within_a_stream(pool: asyncpg.Pool) -> None:
     await history_for(pool, seed=24)
     victim = await event_in_middle(pool)
@@ -177,6 +181,7 @@ async def test_two_events_swapped_within_a_stream(pool: asyncpg.Pool) -> None:
     assert {p.version for p in problems} <= {version, version + 1, version + 2}
 
 
+@pytest.mark.slow
 async def test_two_events_swapped_in_the_global_order_need_the_digest(pool: asyncpg.Pool) -> None:
     await history_for(pool, seed=25)
     before = await digest_of(pool)
@@ -257,6 +262,7 @@ async def insert_forged(
     return {"stream_id": head["stream_id"], "version": version}
 
 
+@pytest.mark.slow
 async def test_a_forged_event_with_a_wrong_hash_is_named(pool: asyncpg.Pool) -> None:
     await history_for(pool, seed=26)
     forged = await insert_forged(pool, correct_hash=False)
@@ -267,6 +273,7 @@ async def test_a_forged_event_with_a_wrong_hash_is_named(pool: asyncpg.Pool) -> 
     ]
 
 
+@pytest.mark.slow
 async def test_a_forged_event_with_a_recomputed_hash_is_named(pool: asyncpg.Pool) -> None:
     """Whoever knows the algorithm can recompute a chain. A forged event in the digested past changes
     the digest; and unless the projections are forged too, the replay names the accounts it moved."""
@@ -303,6 +310,7 @@ async def test_a_forged_event_with_a_recomputed_hash_is_named(pool: asyncpg.Pool
     assert ("balance_transactions", "cbtxn_forged") in drifted
 
 
+@pytest.mark.slow
 async def test_a_truncated_tail_is_named_by_the_digest(pool: asyncpg.Pool) -> None:
     await history_for(pool, seed=28)
     before = await digest_of(pool)
@@ -374,6 +382,7 @@ async def test_the_removed_digest_position_is_named(pool: asyncpg.Pool) -> None:
 TAMPERS = ("data", "metadata", "delete", "swap_versions", "recorded_at", "event_id", "truncate_and_rewind")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25,
     deadline=None,

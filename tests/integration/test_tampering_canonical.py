@@ -8,6 +8,7 @@ the migration) are checked from their columns as before."""
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from ledgerd.service.audit import verify
 from tests.integration.test_tampering import event_in_middle, history_for, tamper
@@ -126,6 +127,7 @@ def test_derived_event_ids_are_stable() -> None:
     assert derived_event_id("evt_1OtXyz0123456789abcdefgh", kind) == "evt_MbDGvY8WpLeitQuS2vcDIkJ8"
 
 
+@pytest.mark.slow
 async def test_a_log_partly_without_canonical_bytes(pool: asyncpg.Pool) -> None:
     """Streams holding events from before migration 0006 are walked; the others are checked set-based;
     an edit is named in either kind."""

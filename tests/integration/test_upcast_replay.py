@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import pytest
 
 from ledgerd.domain.customer import AdjustBalance, CreateCustomer, UpdateBalanceTransaction
 from ledgerd.domain.log import GENESIS_HASH, canonical_bytes, chain_hash
@@ -127,6 +128,7 @@ async def answers_as_of(conn: asyncpg.Connection) -> list[Any]:
     return found
 
 
+@pytest.mark.slow
 async def test_a_v1_history_replays_like_the_current_one(pool: asyncpg.Pool, empty_db_url: str) -> None:
     await write_history(pool)  # in the current shape (before the throwaway v2 exists)
     expected = await projections(pool)

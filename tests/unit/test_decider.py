@@ -703,6 +703,7 @@ event_strategy: st.SearchStrategy[AnyEvent] = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(st.lists(event_strategy, max_size=25), txns)
 def test_evolve_never_raises(events: list[AnyEvent], txn: str) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from stripe._encode import _api_encode
 
 from ledgerd.domain.errors import InvalidParameter
-from ledgerd.service.forms import MAX_DEPTH, MAX_PARAMS, parse_body, parse_form, parse_json, parse_query
+from ledgerd.service.forms import MAX_DEPTH, MAX_PARAMS, parse_form, parse_json, parse_query
 
 # ---------------------------------------------------------------------------------------------------
 # helpers: encode the way the SDKs do
@@ -416,13 +416,6 @@ def test_json_size_limit() -> None:
 
 def test_json_nul_in_key_is_rejected() -> None:
     assert rejected(parse_json, b'{"metadata": {"a\\u0000": "x"}}').param == "metadata[a\\x00]"
-
-
-def test_parse_body_picks_the_decoder() -> None:
-    assert parse_body(b'{"a": 1}', "application/json; charset=utf-8") == {"a": 1}
-    assert parse_body(b"a=1", "application/x-www-form-urlencoded") == {"a": "1"}
-    assert parse_body(b"a=1", None) == {"a": "1"}
-    assert parse_body(b"", "application/json") == {}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -929,6 +929,7 @@ TREE = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(NAMES, TREE, max_size=6))
 def test_any_params_convert_or_raise_domain_errors(params: dict[str, Any]) -> None:

@@ -312,6 +312,7 @@ def test_fuzz_arbitrary_text(text: str) -> None:
     _parse_or_reject(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=30).map("".join))
 def test_fuzz_query_like_text(text: str) -> None:
@@ -354,6 +355,7 @@ def clauses(draw: st.DrawFn) -> tuple[Clause, str]:
     return Clause(field, op, value, key, negated), text  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(clauses(), min_size=1, max_size=MAX_CLAUSES),
