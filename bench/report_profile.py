@@ -198,12 +198,13 @@ def limits_text(results: Results, analysis: dict[str, Any]) -> list[str]:
         )
     paths = analysis.get("paths", {})
     if total and paths:
-        load = paths.get(CODE_PATHS[1][0], 0) / total
-        feed = paths.get(CODE_PATHS[8][0], 0) / total
+        load = paths.get(CODE_PATHS[2][0], 0) / total
+        rows = paths.get(CODE_PATHS[6][0], 0) / total
+        command = paths.get(CODE_PATHS[0][0], 0) / total
         out.append(
-            f"- Loading the customer's state (handler.load_state) is {fmt_pct(load)} of the active samples;"
-            f" streams held {p['mean_stream_length']:.1f} events on average. The Stripe event feed projection"
-            f" is {fmt_pct(feed)}."
+            f"- The command path (read, decide, write, respond) is {fmt_pct(command)} of the active samples;"
+            f" loading the customer's state {fmt_pct(load)} (streams held {p['mean_stream_length']:.1f} events"
+            f" on average), computing the projection rows {fmt_pct(rows)}."
         )
     out.append("")
     return out
