@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: .venv lint test serve bench clean distclean
+.PHONY: .venv lint test test-plugin-user serve bench clean distclean
 
 # The venv is (re)installed when pyproject.toml changes; otherwise this is a no-op.
 .venv: $(STAMP)
@@ -24,6 +24,11 @@ lint: .venv
 
 test: .venv lint
 	$(BIN)/python -m ledgerd.service.pgserver run -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-plugin-user; fi
+
+# The sample user suite (tests/plugin_user): only the pytest plugin's fixtures, in parallel, as a user runs it.
+test-plugin-user: .venv
+	env -u DATABASE_URL -u LEDGER_URL $(BIN)/python -m pytest -c tests/plugin_user/pytest.ini -n 2 tests/plugin_user
 
 serve: .venv
 	$(BIN)/ledgerd dev

@@ -6,6 +6,7 @@ while the median waited none."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -36,3 +37,53 @@ async def test_a_waiting_request_gets_the_released_connection_first(db_url: str,
             pass
     finally:
         await pool.close()
+
+
+async def test_a_waiter_cancelled_as_it_gets_its_turn_is_cancelled_and_gives_the_turn_back(db_url: str) -> None:
+    # The turn goes to the waiter and the waiter is cancelled in the same step of the loop (a client
+    # that hung up just then). With asyncio.wait_for (Python 3.11) the waiter swallowed the cancellation
+    # and went on to take a connection; it must end cancelled, holding nothing.
+    pool = await create_pool(Config.from_env(db_url, pool_min_size=1, pool_max_size=1))
+    try:
+        held = await pool.acquire()
+        waiter = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.05)  # queued for the turn
+        pool.turns.release()  # hand the turn over without letting the waiter run yet ...
+        pool.turn_holders.pop(id(held))
+        waiter.cancel()  # ... and cancel it in the same step
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert waiter.cancelled()
+        assert pool.turns._value == 1  # the turn came back to the pool
+        await pool.release(held)  # its turn was handed over above: only the connection goes back
+        async with pool.acquire(timeout=1):
+            pass
+        assert pool.turns._value == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_that_dies_while_held_gives_its_turn_back(db_url: str) -> None:
+    pool = await create_pool(Config.from_env(db_url, pool_min_size=1, pool_max_size=1))
+    try:
+        for _ in range(3):  # each round would lose the pool's only turn
+            async with pool.acquire() as conn:
+                pid = conn.get_server_pid()
+                killer = await asyncpg_connect(db_url)
+                try:
+                    await killer.execute("SELECT pg_terminate_backend($1)", pid)
+                finally:
+                    await killer.close()
+                with pytest.raises(Exception):  # noqa: B017 (whichever error the dead session gives)
+                    await conn.execute("SELECT 1")
+        async with pool.acquire(timeout=2) as conn:  # the turns came back: the pool still serves
+            assert await conn.fetchval("SELECT 1") == 1
+        assert pool.turns._value == 1
+    finally:
+        await pool.close()
+
+
+async def asyncpg_connect(url: str) -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(url)
