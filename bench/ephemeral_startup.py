@@ -130,14 +130,14 @@ def main() -> int:
         "| start-up (spawn → first answered request) | seconds |",
         "|---|---|",
         f"| cold (template built: initdb + migrations) | {cold:.2f} |",
-        f"| warm, median of {len(warm)} (min – max) | {statistics.median(warm):.2f} "
-        f"({min(warm):.2f} – {max(warm):.2f}) |",
+        f"| warm, median of {len(warm)} (min to max) | {statistics.median(warm):.2f} "
+        f"({min(warm):.2f} to {max(warm):.2f}) |",
         "",
         f"| pytest suite (one worker) | 1 test, s | {args.tests + 1} tests, s | per test, ms |",
         "|---|---|---|---|",
         *(f"| {label} | {one:.2f} | {many:.2f} | {per:.1f} |" for label, (one, many, per) in times.items()),
         "",
-        f"A fresh account per test costs {fresh_ms / base_ms:.2f}× the per-test time of the shared-key "
+        f"A fresh account per test costs {fresh_ms / base_ms:.2f} times the per-test time of the shared-key "
         "baseline (same run): an account is a hash of its key, nothing is created for it.",
         "",
     ]

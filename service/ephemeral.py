@@ -165,7 +165,7 @@ def parent_watch(parent_pid: int) -> Callable[[Any], AsyncIterator[None]]:
 
     async def context(_app: Any) -> AsyncIterator[None]:
         async def watch() -> None:
-            while os.getppid() == parent_pid:
+            while os.getppid() == parent_pid:  # noqa: ASYNC110 (no event tells of a parent's exit)
                 await asyncio.sleep(0.5)
             os.kill(os.getpid(), signal.SIGTERM)
 

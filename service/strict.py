@@ -44,9 +44,9 @@ async def strict_middleware(request: web.Request, handler: Handler) -> web.Strea
     route = (request.method, resource.canonical if resource is not None else "")
     if route in EXTENSION_ROUTES:
         raise web.HTTPNotFound()
-    if request.method == "POST" and request.path.startswith("/v1/") and is_json(request.content_type):
-        if await request.read():
-            raise StripeError(400, JSON_BODY_MESSAGE)
+    json_post = request.method == "POST" and request.path.startswith("/v1/") and is_json(request.content_type)
+    if json_post and await request.read():
+        raise StripeError(400, JSON_BODY_MESSAGE)
     refused = EXTENSION_PARAMS.get(route)
     if refused:
         payload: dict[str, Any] = await read_params(request)  # the body is cached for the handler

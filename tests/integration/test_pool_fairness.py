@@ -46,21 +46,28 @@ async def test_a_waiter_cancelled_as_it_gets_its_turn_is_cancelled_and_gives_the
     pool = await create_pool(Config.from_env(db_url, pool_min_size=1, pool_max_size=1))
     try:
         held = await pool.acquire()
-        waiter = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.05)  # queued for the turn
-        pool.turns.release()  # hand the turn over without letting the waiter run yet ...
-        pool.turn_holders.pop(id(held))
-        waiter.cancel()  # ... and cancel it in the same step
+
+        async def take() -> Any:
+            return await pool.acquire()
+
+        waiter = asyncio.create_task(take())
+
+        class CancelOnHandOver(asyncio.Semaphore):
+            def release(self) -> None:
+                super().release()  # wakes the waiter ...
+                waiter.cancel()  # ... which is cancelled before it runs
+
+        pool.turns = CancelOnHandOver(0)  # the pool's one turn is held (by `held`)
+        await asyncio.sleep(0.05)  # the waiter queues for it
+        await pool.release(held)
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        assert waiter.cancelled()
         assert pool.turns._value == 1  # the turn came back to the pool
-        await pool.release(held)  # its turn was handed over above: only the connection goes back
         async with pool.acquire(timeout=1):
             pass
         assert pool.turns._value == 1
     finally:
-        await pool.close()
+        pool.terminate()
 
 
 async def test_a_connection_that_dies_while_held_gives_its_turn_back(db_url: str) -> None:
@@ -80,7 +87,7 @@ async def test_a_connection_that_dies_while_held_gives_its_turn_back(db_url: str
             assert await conn.fetchval("SELECT 1") == 1
         assert pool.turns._value == 1
     finally:
-        await pool.close()
+        pool.terminate()
 
 
 async def asyncpg_connect(url: str) -> Any:
