@@ -350,3 +350,27 @@ def test_the_plugin_module_imports_nothing_heavy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_exit_with_parent_stops_and_deletes_when_the_parent_dies(tmp_path: Path) -> None:
+    # what the pytest plugin relies on when pytest itself is killed
+    parent = (
+        "import os, subprocess, sys\n"
+        "server = subprocess.Popen([sys.executable, '-m', 'ledgerd.service.cli', 'serve', '--ephemeral',\n"
+        "    '--port', '0', '--exit-with-parent'], stdout=subprocess.PIPE, text=True)\n"
+        "for _ in range(3):\n"
+        "    print(server.stdout.readline().strip(), flush=True)\n"
+        "print(f'PID={server.pid}', flush=True)\n"
+        "os._exit(0)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["LEDGER_CACHE_DIR"] = str(tmp_path / "cache")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, env=env, timeout=120)
+    facts = dict(line.partition("=")[::2] for line in out.stdout.splitlines())
+    data_dir = Path(facts["DATABASE_URL"].split("host=")[1].split("&")[0]).parent
+    server = int(facts["PID"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (data_dir.exists() or Path(f"/proc/{server}").exists()):
+        time.sleep(0.1)
+    assert not data_dir.exists()
+    assert not Path(f"/proc/{server}").exists() or "Z" in Path(f"/proc/{server}/stat").read_text().split(")")[1][:3]
