@@ -3,6 +3,7 @@ over HTTP on a real PostgreSQL database; and the `serve --ephemeral` process its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -374,3 +375,35 @@ def test_exit_with_parent_stops_and_deletes_when_the_parent_dies(tmp_path: Path)
         time.sleep(0.1)
     assert not data_dir.exists()
     assert not Path(f"/proc/{server}").exists() or "Z" in Path(f"/proc/{server}/stat").read_text().split(")")[1][:3]
+
+
+async def count_accounts(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval("SELECT count(DISTINCT account) FROM customers")
+        return count
+    finally:
+        await conn.close()
+
+
+def test_the_sample_user_suite_runs_against_a_server_given_by_ledger_url(tmp_path: Path) -> None:
+    # the plugin's other way in: a ledger somebody else started (here, --strict like the plugin's own)
+    process, facts, _ = start_process(tmp_path / "cache", "--strict")
+    try:
+        suite = Path(__file__).parents[1] / "plugin_user"
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LEDGER_URL")}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-c", str(suite / "pytest.ini"), "-q", "-p", "no:xdist",
+             "--ledger-url", facts["LEDGER_URL"], str(suite)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert " passed" in result.stdout and "failed" not in result.stdout
+        # and they ran here, each test on an account of its own (no server of the plugin's own)
+        accounts = asyncio.run(count_accounts(facts["DATABASE_URL"]))
+        assert accounts >= 8
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
