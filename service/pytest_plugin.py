@@ -10,12 +10,14 @@ is used, and starts nothing unless one is.
 * ``ledger_key`` (function): a fresh random ``sk_test_`` key, i.e. a fresh empty account, so tests never
   see each other's data, in parallel or not.
 * ``stripe_client`` (function): ``stripe.StripeClient(ledger_key, base_addresses={"api": ledger.url})``.
+* ``ledger_events`` (function): the events of ``ledger_key``'s account (``/v1/events``);
+  ``ledger_events.wait_for("customer.created")`` returns the newest such event, waiting a little for it.
 
 Options: ``--ledger-url URL``, ``--ledger-no-strict`` (accept ledgerd's extensions), ``--ledger-search-lag S``.
 
-Webhooks are not covered yet: a ``ledger_webhooks`` fixture (deliveries collected by the server, read
-through ``/_ledger/``) belongs here once the server delivers webhooks; until then a test registers its
-own local receiver.
+Webhooks are not covered yet: a ``ledger_webhooks`` fixture with the same ``wait_for`` (deliveries the
+server collects instead of sending, read through ``/_ledger/``) belongs beside ``ledger_events`` once the
+server delivers webhooks.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+class LedgerError(Exception):
+    """The ledger answered a control or events request with an error."""
+
+
 def new_key() -> str:
     return "sk_test_" + secrets.token_hex(16)
 
@@ -78,7 +84,7 @@ class Ledger:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise AssertionError(f"{method} {path}: {error.code} {error.read().decode()}") from None
+            raise LedgerError(f"{method} {path}: {error.code} {error.read().decode()}") from None
 
     def reset(self, key: str) -> dict[str, Any]:
         """Empty the key's account (the key then names a new account)."""
@@ -166,6 +172,37 @@ def ledger(request: pytest.FixtureRequest) -> Iterator[Ledger]:
 def ledger_key(ledger: Ledger) -> str:
     """A fresh sk_test_ key: an empty account of its own."""
     return new_key()
+
+
+@dataclass
+class Events:
+    """The events of one account, newest first, as `/v1/events` lists them."""
+
+    ledger: Ledger
+    key: str
+
+    def list(self, type: str | None = None) -> list[dict[str, Any]]:
+        query = "?" + urllib.parse.urlencode({"type": type, "limit": 100}) if type else "?limit=100"
+        data: list[dict[str, Any]] = self.ledger.control("GET", "/v1/events" + query, self.key)["data"]
+        return data
+
+    def wait_for(self, type: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The newest event of this type (``customer.*`` patterns work too); fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.list(type)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                seen = sorted({event["type"] for event in self.list()})
+                raise AssertionError(f"no {type} event within {timeout} s; the account has {seen or 'none'}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def ledger_events(ledger: Ledger, ledger_key: str) -> Events:
+    """The events of `ledger_key`'s account (the one `stripe_client` writes to)."""
+    return Events(ledger, ledger_key)
 
 
 @pytest.fixture

@@ -84,3 +84,15 @@ def test_list_email_is_case_sensitive_like_stripe(stripe_client: stripe.StripeCl
     stripe_client.v1.customers.create({"email": "Mixed.Case@example.com"})
     assert stripe_client.v1.customers.list({"email": "mixed.case@example.com"}).data == []
     assert len(stripe_client.v1.customers.list({"email": "Mixed.Case@example.com"}).data) == 1
+
+
+def test_events_of_the_tests_own_account(stripe_client: stripe.StripeClient, ledger_events) -> None:
+    customer = stripe_client.v1.customers.create({"email": "events@example.com"})
+    stripe_client.v1.customers.update(customer.id, {"name": "Events"})
+    created = ledger_events.wait_for("customer.created")
+    assert created["data"]["object"]["id"] == customer.id
+    updated = ledger_events.wait_for("customer.updated")
+    assert updated["data"]["previous_attributes"] == {"name": None}
+    assert [event["type"] for event in ledger_events.list()] == ["customer.updated", "customer.created"]
+    with pytest.raises(AssertionError, match="no customer.deleted event"):
+        ledger_events.wait_for("customer.deleted", timeout=0.2)
