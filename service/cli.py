@@ -124,6 +124,8 @@ def command_serve(args: argparse.Namespace) -> int:
     if args.ephemeral:
         from ledgerd.service.ephemeral import serve_ephemeral
 
+        if args.workers > 1:  # its accounts, clocks and request log live in the one process
+            return fail("--ephemeral serves from one process: leave out --workers")
         return serve_ephemeral(
             host=args.host,
             port=args.port,
