@@ -94,5 +94,5 @@ def test_events_of_the_tests_own_account(stripe_client: stripe.StripeClient, led
     updated = ledger_events.wait_for("customer.updated")
     assert updated["data"]["previous_attributes"] == {"name": None}
     assert [event["type"] for event in ledger_events.list()] == ["customer.updated", "customer.created"]
-    with pytest.raises(AssertionError, match="no customer.deleted event"):
+    with pytest.raises(AssertionError, match=r"no customer\.deleted event"):
         ledger_events.wait_for("customer.deleted", timeout=0.2)
