@@ -4,7 +4,8 @@ locally does not depend on an extension production will refuse.
 Refused with the 400 Stripe gives for an unknown parameter: ``external_id`` (customer create and
 update), ``currency`` on customer create, ``as_of`` on any read. JSON request bodies get a 400 asking
 for a form-encoded body (Stripe's v1 API takes nothing else; the wording is not checked against
-Stripe's); the ``/history`` extension is an unknown URL. The list filter ``email`` becomes case-sensitive and search lags (`Config.search_lag_s`): both are in service/routes.py.
+Stripe's); the ``/history`` extension is an unknown URL. The list filter ``email`` becomes
+case-sensitive and search lags (`Config.search_lag_s`): both are in service/routes.py.
 """
 
 from __future__ import annotations
