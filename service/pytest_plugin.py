@@ -86,9 +86,10 @@ class Ledger:
         except urllib.error.HTTPError as error:
             raise LedgerError(f"{method} {path}: {error.code} {error.read().decode()}") from None
 
-    def reset(self, key: str) -> dict[str, Any]:
-        """Empty the key's account (the key then names a new account)."""
-        result: dict[str, Any] = self.control("POST", "/_ledger/reset", key)
+    def reset(self, key: str, *, everything: bool = False) -> dict[str, Any]:
+        """Empty the key's account (the key then names a new account); `everything`: every account."""
+        params = {"all": "true"} if everything else None
+        result: dict[str, Any] = self.control("POST", "/_ledger/reset", key, params)
         return result
 
     def clock(self, key: str, *, frozen_time: int | None = None, advance: int | None = None) -> dict[str, Any]:

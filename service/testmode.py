@@ -3,7 +3,8 @@
 * Any well-formed ``sk_test_…`` key is accepted, and each distinct key is its own account: a test that
   mints a random key sees nothing of any other test, so parallel tests never collide. ``sk_live_`` keys
   are refused. No key is stored: the account id is a hash of the key and its *reset epoch*.
-* ``POST /_ledger/reset`` bumps the caller's epoch: the key then names a new, empty account. The event log
+* ``POST /_ledger/reset`` bumps the caller's epoch: the key then names a new, empty account
+  (``all=true``: a new generation for every key, e.g. between suites sharing a server). The event log
   is append-only, so the old account's data is not deleted, only unreachable (the database is thrown away
   when the server stops anyway).
 * ``POST /_ledger/clock`` freezes (``frozen_time``, unix seconds) or moves forward (``advance``, seconds)
@@ -67,6 +68,7 @@ class Clock:
 
 class TestMode:
     def __init__(self) -> None:
+        self.generation = 0  # bumped by a reset of everything: every key then names a new account
         self.epochs: dict[bytes, int] = {}
         self.clocks: Bounded = Bounded(ACCOUNTS_KEPT)
         self.requests: Bounded = Bounded(ACCOUNTS_KEPT)
@@ -87,13 +89,19 @@ class TestMode:
                 "form sk_test_ followed by 1 to 240 letters, digits or underscores.",
             )
         digest = hash_secret(secret)
-        epoch = self.epochs.get(digest, 0)
-        account = "acct_" + hashlib.sha256(digest + b"\x00" + str(epoch).encode()).hexdigest()[:16]
+        epoch = f"{self.generation}.{self.epochs.get(digest, 0)}".encode()
+        account = "acct_" + hashlib.sha256(digest + b"\x00" + epoch).hexdigest()[:16]
         return ApiKey(id="key_" + digest.hex()[:16], account=account, livemode=False, secret_hash=digest)
 
-    def reset(self, authorization: str | None) -> str:
-        digest = hash_secret(secret_from_header(authorization))
-        self.epochs[digest] = self.epochs.get(digest, 0) + 1
+    def reset(self, authorization: str | None, *, everything: bool = False) -> str:
+        if everything:
+            self.generation += 1
+            self.epochs.clear()
+            self.clocks.clear()
+            self.requests.clear()
+        else:
+            digest = hash_secret(secret_from_header(authorization))
+            self.epochs[digest] = self.epochs.get(digest, 0) + 1
         return self.authenticate(authorization).account
 
     # -- clocks -------------------------------------------------------------------------------------
@@ -190,8 +198,12 @@ def clock_body(account: str, clock: Clock | None) -> bytes:
 
 @control_routes.post("/_ledger/reset")
 async def reset(request: web.Request) -> web.Response:
-    await form_of(request, frozenset())
-    account = mode_of(request).reset(request.headers.get("Authorization"))
+    """The caller's account only; ``all=true``: every account (every key then starts empty)."""
+    values = await form_of(request, frozenset({"all"}))
+    if values.get("all", "false") not in ("true", "false"):
+        raise InvalidParameter("Invalid boolean: use all=true or all=false", param="all")
+    everything = values.get("all") == "true"
+    account = mode_of(request).reset(request.headers.get("Authorization"), everything=everything)
     return json_response(200, msgspec.json.encode({"object": "ledger.reset", "account": account}))
 
 

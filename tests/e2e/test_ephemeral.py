@@ -407,3 +407,24 @@ def test_the_sample_user_suite_runs_against_a_server_given_by_ledger_url(tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def test_reset_all_empties_every_account_and_forgets_clocks(start: Start) -> None:
+    api = await start(ephemeral=True)
+    a, b = key(), key()
+    await api.call("POST", "/v1/customers", a, {"name": "a"})
+    await api.call("POST", "/v1/customers", b, {"name": "b"})
+    await api.call("POST", "/_ledger/clock", b, {"frozen_time": str(JAN_1_2030)})
+    status, body = await api.call("POST", "/_ledger/reset", a, {"all": "maybe"})
+    assert (status, body["error"]["param"]) == (400, "all")
+    _, still = await api.call("GET", "/v1/customers", b)
+    assert len(still["data"]) == 1  # a rejected reset changed nothing
+    status, _ = await api.call("POST", "/_ledger/reset", a, {"all": "true"})
+    assert status == 200
+    for k in (a, b):
+        _, requests = await api.call("GET", "/_ledger/requests", k)
+        assert requests["data"] == []
+        _, listed = await api.call("GET", "/v1/customers", k)
+        assert listed["data"] == []
+    _, clock = await api.call("GET", "/_ledger/clock", b)
+    assert clock["frozen"] is False
