@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 PYTEST_ARGS ?=
 
-.PHONY: .venv lint test test-fast serve bench clean distclean
+.PHONY: .venv lint test test-fast test-plugin-user serve bench clean distclean
 
 # The venv is (re)installed when pyproject.toml changes; otherwise this is a no-op.
 .venv: $(STAMP)
@@ -25,6 +25,11 @@ lint: .venv
 
 test: .venv lint
 	$(BIN)/python -m ledgerd.service.pgserver run -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-plugin-user; fi
+
+# The sample user suite (tests/plugin_user): only the pytest plugin's fixtures, in parallel, as a user runs it.
+test-plugin-user: .venv
+	env -u DATABASE_URL -u LEDGER_URL $(BIN)/python -m pytest -c tests/plugin_user/pytest.ini -n 2 tests/plugin_user
 
 # The edit-run loop (about a minute on 2 cores): the unit tests and the integration tests not marked
 # `slow`, no lint. `make test` stays the whole suite.

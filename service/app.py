@@ -27,6 +27,8 @@ from ledgerd.service.openapi import openapi_view
 from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
 from ledgerd.service.routes import routes
 from ledgerd.service.store.postgres import PostgresEventStore
+from ledgerd.service.strict import strict_middleware
+from ledgerd.service.testmode import TestMode, control_routes, request_log_middleware
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", DOCS_PATH})
 PUBLIC_PREFIXES = (DOCS_PREFIX,)  # the explorer's static assets
@@ -48,26 +50,33 @@ class BoundedPool(asyncpg.pool.Pool):  # type: ignore[misc]
         # queued; the waiter then queues again at the back: under load a few requests waited hundreds
         # of milliseconds while the median waited none (bench/RESULTS.md, retrieve at 64 clients).
         self.turns = asyncio.Semaphore(kwargs["max_size"])
+        # The connections handed out, each holding one turn. Not `connection._con is not None`: asyncpg
+        # detaches a connection that closed while held (the server terminated it), and its turn was lost.
+        self.turn_holders: dict[int, Any] = {}  # id -> connection (kept, so that its id is not reused)
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
         started = time.monotonic()
-        await asyncio.wait_for(self.turns.acquire(), timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the acquire as a task of its own,
+        # and when cancelled just as that task got a turn it returns the turn and drops the cancellation.
+        async with asyncio.timeout(timeout):
+            await self.turns.acquire()
         try:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-            return await super()._acquire(left)
+            connection = await super()._acquire(left)
         except BaseException:
             self.turns.release()
             raise
+        self.turn_holders[id(connection)] = connection
+        return connection
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        held = getattr(connection, "_con", None) is not None  # releasing twice gives back one turn
         try:
             await super().release(connection, timeout=timeout)
         finally:
-            if held:
+            if self.turn_holders.pop(id(connection), None) is not None:  # releasing twice: one turn back
                 self.turns.release()
 
 
@@ -187,12 +196,15 @@ def pruning_context(config: Config) -> Any:
     return context
 
 
-def auth_middleware(cache: KeyCache) -> Any:
+def auth_middleware(cache: KeyCache, test_mode: TestMode | None = None) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
-        key = await authenticate(request.app["pool"], cache, request.headers.get("Authorization"))
+        if test_mode is not None:  # ephemeral: every sk_test_ key is an account of its own
+            key = test_mode.authenticate(request.headers.get("Authorization"))
+        else:
+            key = await authenticate(request.app["pool"], cache, request.headers.get("Authorization"))
         request["account"] = key.account
         request["livemode"] = key.livemode
         request["api_key_id"] = key.id
@@ -211,10 +223,13 @@ async def metrics_view(request: web.Request) -> web.Response:
 def create_app(config: Config) -> web.Application:
     configure_logging(config.log_level)
     metrics = Metrics()
+    test_mode = TestMode() if config.ephemeral else None
     middlewares = [
         access_middleware(metrics, config.access_log),
+        *([request_log_middleware(test_mode)] if test_mode is not None else []),
         error_middleware,
-        auth_middleware(KeyCache(config.api_key_cache_ttl_s)),
+        auth_middleware(KeyCache(config.api_key_cache_ttl_s), test_mode),
+        *([strict_middleware] if config.strict else []),
     ]
     limiter = limiter_for(config.rate_limit_rps, config.rate_limit_burst)
     if limiter is not None:  # after auth (the bucket is the key's), before idempotency (in the handlers)
@@ -231,6 +246,9 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(pool_context(config))
     app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)
+    if test_mode is not None:
+        app["test_mode"] = test_mode
+        app.router.add_routes(control_routes)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/openapi.json", openapi_view)
     add_explorer_routes(app)

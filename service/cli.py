@@ -1,6 +1,7 @@
 """The `ledgerd` command.
 
 ledgerd serve [--host H] [--port P] [--no-migrate]   serve the API (DATABASE_URL required)
+ledgerd serve --ephemeral [--port 0] [--strict]       a throwaway ledger for tests (prints LEDGER_URL=...)
 ledgerd dev [--host H] [--port P]                     embedded PostgreSQL in ./.ledger + dev key + serve
 ledgerd migrate                                       apply pending migrations
 ledgerd api-keys create --account NAME [--live]       print a new secret key (only the key) on stdout
@@ -120,6 +121,20 @@ def serve_workers(args: argparse.Namespace, url: str) -> int:
 
 
 def command_serve(args: argparse.Namespace) -> int:
+    if args.ephemeral:
+        from ledgerd.service.ephemeral import serve_ephemeral
+
+        if args.workers > 1:  # its accounts, clocks and request log live in the one process
+            return fail("--ephemeral serves from one process: leave out --workers")
+        return serve_ephemeral(
+            host=args.host,
+            port=args.port,
+            strict=args.strict,
+            search_lag_s=args.search_lag,
+            exit_with_parent=args.exit_with_parent,
+        )
+    if args.strict or args.search_lag or args.exit_with_parent:
+        return fail("--strict, --search-lag and --exit-with-parent need --ephemeral")
     url = database_url()
     if not args.no_migrate:
         run_migrations(url, quiet=True)
@@ -413,6 +428,21 @@ def parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="processes sharing the port via SO_REUSEPORT (default 1)"
     )
     serve_cmd.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    ephemeral = serve_cmd.add_argument_group("a throwaway ledger for test suites (README: Use it in your tests)")
+    ephemeral.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="embedded PostgreSQL in a temp dir, any sk_test_ key is its own account, /_ledger/ control API; "
+        "prints LEDGER_URL=, LEDGER_KEY=, DATABASE_URL= and deletes everything on exit",
+    )
+    # --port 0 picks a free port (the LEDGER_URL= line names it)
+    ephemeral.add_argument("--strict", action="store_true", help="refuse ledgerd's extensions, like Stripe")
+    ephemeral.add_argument(
+        "--search-lag", type=float, default=0.0, metavar="SECONDS", help="search finds a write only after this"
+    )
+    ephemeral.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the process that started it exits"
+    )
     serve_cmd.set_defaults(run=command_serve)
 
     dev_cmd = commands.add_parser("dev", help="embedded PostgreSQL in ./.ledger, a dev key, then serve")

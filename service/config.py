@@ -42,6 +42,12 @@ class Config:
     rate_limit_burst: int = 0
     # Group commit (service/commands/group_commit.py): lanes of shared transactions; 0 = one per command.
     group_commit_lanes: int = 16
+    # `ledgerd serve --ephemeral` (service/testmode.py): any sk_test_ key is its own account, /_ledger/ control API.
+    ephemeral: bool = False
+    # Stripe's behaviour where ledgerd deliberately differs: extensions refused, case-sensitive list `email`.
+    strict: bool = False
+    # Search sees a write only this many seconds after it (Stripe's search is eventually consistent).
+    search_lag_s: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -74,5 +80,7 @@ class Config:
             raise ValueError("LEDGER_RATE_LIMIT_RPS and LEDGER_RATE_LIMIT_BURST must not be negative")
         if self.group_commit_lanes < 0:
             raise ValueError("LEDGER_GROUP_COMMIT_LANES must not be negative (0 turns group commit off)")
+        if self.search_lag_s < 0:
+            raise ValueError("--search-lag must not be negative")
         if self.pool_acquire_timeout_s <= 0:
             raise ValueError("LEDGER_POOL_TIMEOUT_S must be positive")

@@ -126,14 +126,17 @@ class EmbeddedPostgres:
             self._update_users(add=True)
             return started
 
-    def stop(self) -> None:
-        """Stop the server unless another live process still uses it. Idempotent."""
+    def stop(self, *, clean: bool = False) -> None:
+        """Stop the server unless another live process still uses it. Idempotent.
+
+        ``clean=True`` asks a throwaway cluster for a fast (checkpointed) shutdown instead of an
+        immediate one, e.g. to keep a copy of it as a template."""
         if not self.data_dir.is_dir():
             return
         with self._locked():
             remaining = self._update_users()
             if not remaining:
-                self._stop_locked()
+                self._stop_locked(clean=clean)
 
     def is_running(self) -> bool:
         return self._ready_postmaster() is not None
@@ -318,18 +321,19 @@ class EmbeddedPostgres:
             account.chown(short)
         return short
 
-    def _stop_locked(self) -> None:
+    def _stop_locked(self, *, clean: bool = False) -> None:
         pm = self._postmaster()
         process = self._process
         self._process = None
         if pm is not None and _pid_alive(pm.pid):
-            self._terminate(pm.pid, process if process is not None and process.pid == pm.pid else None)
+            own = process if process is not None and process.pid == pm.pid else None
+            self._terminate(pm.pid, own, clean=clean)
         elif process is not None:
-            self._terminate(process.pid, process)
+            self._terminate(process.pid, process, clean=clean)
 
-    def _terminate(self, pid: int, process: subprocess.Popen[bytes] | None) -> None:
+    def _terminate(self, pid: int, process: subprocess.Popen[bytes] | None, *, clean: bool = False) -> None:
         """Shut the postmaster down (fast, or immediate for throwaway clusters), escalating if needed."""
-        first = signal.SIGINT if self.durable else signal.SIGQUIT
+        first = signal.SIGINT if self.durable or clean else signal.SIGQUIT
         for sig, timeout in ((first, 60.0), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

@@ -39,7 +39,12 @@ routes = web.RouteTableDef()
 # ---------------------------------------------------------------------------------------------------
 
 
-def now_us() -> int:
+def now_us(request: web.Request) -> int:
+    """The caller's clock: the wall clock, or the account's test clock on an ephemeral ledger."""
+    test_mode = request.app.get("test_mode")
+    if test_mode is not None:
+        now: int = test_mode.now_us(request["account"])
+        return now
     return time.time_ns() // 1000
 
 
@@ -94,7 +99,7 @@ def context_of(request: web.Request) -> RequestContext:
     return RequestContext(
         account=request["account"],
         livemode=request["livemode"],
-        occurred_at_us=now_us(),
+        occurred_at_us=now_us(request),
         request_id=request["request_id"],
         api_key_id=request["api_key_id"],
     )
@@ -217,7 +222,7 @@ async def create_customer(request: web.Request) -> web.Response:
         customer_id=new_id("cus_", 14),
         transaction_id=new_id("cbtxn_", 24),
         invoice_prefix=invoice_prefix(),
-        occurred_at_us=now_us(),
+        occurred_at_us=now_us(request),
         account=request["account"],
         livemode=request["livemode"],
     )
@@ -230,6 +235,13 @@ async def search_customers(request: web.Request) -> web.Response:
     where, values = search.compile(search.parse(options.query), first_param=3)
     sql = f"SELECT * FROM customers WHERE account = $1 AND livemode = $2 AND NOT deleted AND ({where})"
     arguments: list[Any] = [request["account"], request["livemode"], *values]
+    lag_s = request.app["config"].search_lag_s
+    if lag_s:  # eventually consistent, like Stripe's: a customer written in the last lag_s is not found yet
+        arguments.append(now_us(request) / 1_000_000 - lag_s)
+        sql += (
+            " AND NOT EXISTS (SELECT FROM events e WHERE e.stream_id = customers.id"
+            f" AND e.recorded_at > to_timestamp(${len(arguments)}))"
+        )
     if options.page:
         arguments.append(search.decode_page(options.page))
         sql += f" AND position < ${len(arguments)}"
@@ -255,7 +267,10 @@ async def list_customers(request: web.Request) -> web.Response:
     query = PagedQuery("customers", "customer", request)
     query.where("NOT deleted")
     if options.email is not None:
-        query.where("lower(email) = lower({})", options.email)
+        if request.app["config"].strict:  # Stripe matches the list filter `email` case-sensitively
+            query.where("email = {}", options.email)
+        else:
+            query.where("lower(email) = lower({})", options.email)
     if options.test_clock is not None:
         query.where("false")  # no customer belongs to a test clock (test_clock is always null)
     query.created(options.created)
@@ -290,7 +305,7 @@ async def update_customer(request: web.Request) -> web.Response:
         payload,
         customer_id=path_id(request, "customer", "id"),
         transaction_id=new_id("cbtxn_", 24),
-        occurred_at_us=now_us(),
+        occurred_at_us=now_us(request),
     )
     return await run_command(request, command, payload, render_customer_of)
 
@@ -298,7 +313,7 @@ async def update_customer(request: web.Request) -> web.Response:
 @routes.delete("/v1/customers/{customer}")
 async def delete_customer(request: web.Request) -> web.Response:
     payload = await read_only_expand(request)
-    command = DeleteCustomer(customer_id=path_id(request, "customer", "id"), occurred_at=now_us())
+    command = DeleteCustomer(customer_id=path_id(request, "customer", "id"), occurred_at=now_us(request))
     return await run_command(request, command, payload, render_customer_of)
 
 
@@ -315,7 +330,7 @@ async def create_balance_transaction(request: web.Request) -> web.Response:
         payload,
         customer_id=path_id(request, "customer", "customer"),
         transaction_id=transaction_id,
-        occurred_at_us=now_us(),
+        occurred_at_us=now_us(request),
     )
     return await run_command(request, command, payload, transaction_renderer(transaction_id))
 
@@ -425,7 +440,7 @@ async def update_balance_transaction(request: web.Request) -> web.Response:
         payload,
         customer_id=path_id(request, "customer", "customer"),
         transaction_id=transaction_id,
-        occurred_at_us=now_us(),
+        occurred_at_us=now_us(request),
     )
     return await run_command(request, command, payload, transaction_renderer(transaction_id))
 

@@ -1,0 +1,214 @@
+"""pytest plugin: a stateful local Stripe (Customers, Customer Balance Transactions, Events) for your tests.
+
+Installed with ledgerd (entry point ``pytest11``); it imports only the standard library until a fixture
+is used, and starts nothing unless one is.
+
+* ``ledger`` (session): one ``ledgerd serve --ephemeral --strict`` per pytest process (so one per xdist
+  worker), stopped and deleted at the end; or the server named by ``--ledger-url URL`` / ``$LEDGER_URL``.
+  ``ledger.url`` is its base URL; ``ledger.reset(key)``, ``ledger.clock(key, frozen_time=, advance=)``
+  and ``ledger.requests(key)`` call its ``/_ledger/`` control API for that key's account.
+* ``ledger_key`` (function): a fresh random ``sk_test_`` key, i.e. a fresh empty account, so tests never
+  see each other's data, in parallel or not.
+* ``stripe_client`` (function): ``stripe.StripeClient(ledger_key, base_addresses={"api": ledger.url})``.
+* ``ledger_events`` (function): the events of ``ledger_key``'s account (``/v1/events``);
+  ``ledger_events.wait_for("customer.created")`` returns the newest such event, waiting a little for it.
+
+Options: ``--ledger-url URL``, ``--ledger-no-strict`` (accept ledgerd's extensions), ``--ledger-search-lag S``.
+
+Webhooks are not covered yet: a ``ledger_webhooks`` fixture with the same ``wait_for`` (deliveries the
+server collects instead of sending, read through ``/_ledger/``) belongs beside ``ledger_events`` once the
+server delivers webhooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+START_TIMEOUT_S = 120.0  # the first start builds the cached template (initdb + migrations)
+FACTS = ("LEDGER_URL", "LEDGER_KEY", "DATABASE_URL")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ledgerd", "ledgerd: a local stateful Stripe")
+    group.addoption("--ledger-url", default=None, help="use this running ledger instead of starting one")
+    group.addoption(
+        "--ledger-no-strict",
+        action="store_true",
+        help="start the ledger without --strict (ledgerd's extensions accepted)",
+    )
+    group.addoption(
+        "--ledger-search-lag", type=float, default=0.0, metavar="SECONDS", help="the server's --search-lag"
+    )
+
+
+class LedgerError(Exception):
+    """The ledger answered a control or events request with an error."""
+
+
+def new_key() -> str:
+    return "sk_test_" + secrets.token_hex(16)
+
+
+@dataclass
+class Ledger:
+    """A running ledger: its base URL, and its control API for one key's account."""
+
+    url: str
+    key: str = field(default_factory=new_key)
+    process: subprocess.Popen[str] | None = None
+    facts: dict[str, str] = field(default_factory=dict)
+
+    def control(self, method: str, path: str, key: str, params: dict[str, Any] | None = None) -> Any:
+        data = urllib.parse.urlencode(params or {}).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data if method == "POST" else None,
+            method=method,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise LedgerError(f"{method} {path}: {error.code} {error.read().decode()}") from None
+
+    def reset(self, key: str, *, everything: bool = False) -> dict[str, Any]:
+        """Empty the key's account (the key then names a new account); `everything`: every account."""
+        params = {"all": "true"} if everything else None
+        result: dict[str, Any] = self.control("POST", "/_ledger/reset", key, params)
+        return result
+
+    def clock(self, key: str, *, frozen_time: int | None = None, advance: int | None = None) -> dict[str, Any]:
+        """Freeze the account's clock at `frozen_time` (unix seconds) and/or move it `advance` seconds on;
+        with neither, read it."""
+        params = {name: value for name, value in (("frozen_time", frozen_time), ("advance", advance)) if value is not None}
+        result: dict[str, Any] = (
+            self.control("POST", "/_ledger/clock", key, params)
+            if params
+            else self.control("GET", "/_ledger/clock", key)
+        )
+        return result
+
+    def requests(self, key: str) -> list[dict[str, Any]]:
+        """The account's recent requests, newest first: method, path, status, id (the Request-Id)."""
+        data: list[dict[str, Any]] = self.control("GET", "/_ledger/requests", key)["data"]
+        return data
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_ledger(strict: bool, search_lag_s: float) -> Ledger:
+    command = [sys.executable, "-m", "ledgerd.service.cli", "serve", "--ephemeral", "--port", "0"]
+    command += ["--exit-with-parent"]
+    if strict:
+        command.append("--strict")
+    if search_lag_s:
+        command += ["--search-lag", str(search_lag_s)]
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "LEDGER_URL")}
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env, bufsize=1
+    )
+    assert process.stdout is not None
+    facts: dict[str, str] = {}
+    deadline = time.monotonic() + START_TIMEOUT_S
+    timer = threading.Timer(START_TIMEOUT_S, process.kill)  # readline() cannot time out by itself
+    timer.start()
+    try:
+        while not all(name in facts for name in FACTS):
+            line = process.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"`{' '.join(command)}` exited before it was ready (see its stderr above)")
+            name, sep, value = line.rstrip("\n").partition("=")
+            if sep:
+                facts[name] = value
+    finally:
+        timer.cancel()
+    # keep draining stdout so the server never blocks on a full pipe
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    return Ledger(url=facts["LEDGER_URL"], key=facts["LEDGER_KEY"], process=process, facts=facts)
+
+
+@pytest.fixture(scope="session")
+def ledger(request: pytest.FixtureRequest) -> Iterator[Ledger]:
+    """The ledger for this pytest process (one per xdist worker), or the one named by --ledger-url."""
+    url = request.config.getoption("--ledger-url") or os.environ.get("LEDGER_URL")
+    if url:
+        yield Ledger(url=url.rstrip("/"))
+        return
+    server = start_ledger(
+        strict=not request.config.getoption("--ledger-no-strict"),
+        search_lag_s=request.config.getoption("--ledger-search-lag"),
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ledger_key(ledger: Ledger) -> str:
+    """A fresh sk_test_ key: an empty account of its own."""
+    return new_key()
+
+
+@dataclass
+class Events:
+    """The events of one account, newest first, as `/v1/events` lists them."""
+
+    ledger: Ledger
+    key: str
+
+    def list(self, type: str | None = None) -> list[dict[str, Any]]:
+        query = "?" + urllib.parse.urlencode({"type": type, "limit": 100}) if type else "?limit=100"
+        data: list[dict[str, Any]] = self.ledger.control("GET", "/v1/events" + query, self.key)["data"]
+        return data
+
+    def wait_for(self, type: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The newest event of this type (``customer.*`` patterns work too); fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.list(type)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                seen = sorted({event["type"] for event in self.list()})
+                raise AssertionError(f"no {type} event within {timeout} s; the account has {seen or 'none'}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def ledger_events(ledger: Ledger, ledger_key: str) -> Events:
+    """The events of `ledger_key`'s account (the one `stripe_client` writes to)."""
+    return Events(ledger, ledger_key)
+
+
+@pytest.fixture
+def stripe_client(ledger: Ledger, ledger_key: str) -> Any:
+    """The official SDK's client on a fresh account of the ledger (needs the `stripe` package)."""
+    import stripe
+
+    return stripe.StripeClient(ledger_key, base_addresses={"api": ledger.url})
