@@ -3,6 +3,8 @@ request ids, and the Prometheus metrics of one app."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import string
 import sys
@@ -27,7 +29,9 @@ def configure_logging(level: str = "info") -> None:
     _configured = True
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # one request, one line, visible at once
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLineFormatter())
+    logging.basicConfig(handlers=[handler], level=level.upper())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -40,6 +44,27 @@ def configure_logging(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Records of the standard library's loggers (aiohttp's among them) as one JSON line each, like
+    structlog's. A malformed request makes aiohttp log "Error handling request" with the parser's
+    exception: its type and message are kept, its traceback (aiohttp's internals, many lines) is not."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "event": record.getMessage(),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": self.formatTime(record),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            line["error"] = repr(record.exc_info[1])[:2000]
+        return json.dumps(line, default=str)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        return moment.isoformat().replace("+00:00", "Z")
 
 
 def new_request_id() -> str:
