@@ -37,7 +37,7 @@ from ledgerd.service.commands.plan import decode_snapshot
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 
 T = TypeVar("T")
-FOLD_CHUNK = 5_000  # events fetched (and folded in a thread) per step
+FOLD_CHUNK = 2_000  # events fetched (and folded in a thread) per step
 CHECKPOINT_EVERY = 1_000  # versions between the checkpoints a long fold leaves
 CHECKPOINT_STREAMS = 512  # streams whose checkpoints are kept (least recently used go first)
 CHECKPOINTS_PER_STREAM = 64
