@@ -74,7 +74,7 @@ from ledgerd.domain.customer import (
     CustomerState,
 )
 from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, canonical_bytes
-from ledgerd.projections import PROJECTION_TABLES, Fold
+from ledgerd.projections import PROJECTION_TABLES, Fold, command_of
 from ledgerd.projections import customers as customers_projection
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
 from ledgerd.service import history
@@ -1652,8 +1652,23 @@ async def customer_as_of(
     return render_state(state)
 
 
-def transactions_then(rows: Sequence[Any]) -> StreamFold:
-    return fold_stream([row_to_event(row) for row in rows])
+def fold_chunk(fold: Fold, held: list[RecordedEvent], rows: Sequence[Any], last: bool) -> list[RecordedEvent]:
+    """Apply a chunk of a stream (in a worker thread). Fold takes whole commands: the events of the
+    chunk's last command are held back for the next chunk, unless this one is the last."""
+    events = held + [row_to_event(row) for row in rows]
+    keep = len(events)
+    if not last:
+        while keep > 0 and command_of(events[keep - 1]) == command_of(events[-1]):
+            keep -= 1
+    fold.apply(events[:keep])
+    return events[keep:]
+
+
+def transactions_then(fold: Fold, customer_id: str, account: str, livemode: bool) -> list[dict[str, Any]]:
+    then = StreamFold(fold, customer_id, None)
+    if not owned(then.state, account, livemode):
+        return []
+    return [render_balance_transaction(row) for row in reversed(then.transaction_rows())]
 
 
 async def balance_transactions_as_of(
@@ -1662,13 +1677,18 @@ async def balance_transactions_as_of(
     """The customer's balance transactions as they were at the end of second `as_of_unix_s`, newest
     first (as the list endpoint orders them), with descriptions and metadata as of then. Empty when
     the customer did not exist yet; use customer_as_of to tell that apart from "no transactions".
-    The fold runs in a worker thread."""
+    The log is read a chunk at a time and folded, then rendered, in a worker thread."""
     at = to_timestamp(min(max(end_of_second(as_of_unix_s), 0), MAX_US))
-    rows = await conn.fetch(SQL_STREAM_AS_OF, customer_id, at)
-    fold = await history.in_fold_thread(transactions_then, rows)
-    if not owned(fold.state, account, livemode):
-        return []
-    return [render_balance_transaction(row) for row in reversed(fold.transaction_rows())]
+    version = await history.version_at(conn, customer_id, at)
+    fold = Fold()
+    held: list[RecordedEvent] = []
+    start = 0
+    while start < version:
+        stop = min(version, start + history.FOLD_CHUNK)
+        rows = await conn.fetch(history.SQL_RANGE, customer_id, start, stop)
+        held = await history.in_fold_thread(fold_chunk, fold, held, rows, stop >= version)
+        start = stop
+    return await history.in_fold_thread(transactions_then, fold, customer_id, account, livemode)
 
 
 async def customer_history(

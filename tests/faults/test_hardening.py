@@ -410,6 +410,8 @@ async def test_deep_history_and_as_of_folds_do_not_stall_another_tenant(
             cursor = f"evt_big{13_000 - 997 * index - 3:08d}{big_customer[-6:]}"
             heavy.append(f"{history}?limit=100&starting_after={cursor}")
             heavy.append(f"{server.base_url}/v1/customers/{big_customer}?as_of={int(time.time()) + 3600}")
+        as_of = f"as_of={int(time.time()) + 3600}&limit=100"
+        heavy.append(f"{server.base_url}/v1/customers/{big_customer}/balance_transactions?{as_of}")
 
         async def run(url: str) -> int:
             async with session.get(url, headers=big_headers) as response:
