@@ -32,7 +32,7 @@ import pytest_asyncio
 
 from ledgerd.domain.customer import BalanceAdjusted
 from ledgerd.domain.log import EventMetadata, StreamHeader, prepare
-from ledgerd.service.auth import create_key
+from ledgerd.service.auth import create_key, revoke_key
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.conftest import _create_database, _drop_database, _random_name, _with_database
 from tests.e2e.conftest import Server, free_port
@@ -530,3 +530,24 @@ async def test_duplicate_json_keys_are_a_400_naming_the_key(server: Server) -> N
             headers=headers,
         ) as response:
             assert response.status == 200  # the same key in two objects is no duplicate
+
+
+async def test_a_revoked_key_is_refused_within_the_stated_second(server: Server) -> None:
+    conn = await asyncpg.connect(server.db_url)
+    try:
+        key_id, secret = await create_key(conn, "acct_revoked", livemode=False)
+        async with aiohttp.ClientSession() as session:
+            assert (await call(session, server.base_url, "GET", "/v1/customers", secret)).status == 200  # cached
+            await revoke_key(conn, key_id)
+            revoked_at = time.monotonic()
+            statuses = []
+            for _ in range(60):  # every 50 ms for 3 s
+                statuses.append((await call(session, server.base_url, "GET", "/v1/customers", secret)).status)
+                if statuses[-1] != 200:
+                    break
+                await asyncio.sleep(0.05)
+            refused_after = time.monotonic() - revoked_at
+    finally:
+        await conn.close()
+    assert statuses[-1] == 401, statuses
+    assert refused_after <= 1.5, refused_after  # the cache bound stated next to `api-keys revoke`: 1 s
