@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,9 +20,10 @@ from ledgerd.service.auth import KeyCache, authenticate
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.runner import Runner, SoloRunner
 from ledgerd.service.config import Config
-from ledgerd.service.errors import error_middleware
+from ledgerd.service.errors import StripeError, error_middleware, unavailable
 from ledgerd.service.explorer import DOCS_PATH, DOCS_PREFIX
 from ledgerd.service.explorer import add_routes as add_explorer_routes
+from ledgerd.service.migrate import MigrationError, migrate
 from ledgerd.service.observability import Metrics, access_middleware, configure_logging
 from ledgerd.service.openapi import openapi_view
 from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
@@ -29,6 +31,7 @@ from ledgerd.service.routes import routes
 from ledgerd.service.store.postgres import PostgresEventStore
 from ledgerd.service.strict import strict_middleware
 from ledgerd.service.testmode import TestMode, control_routes, request_log_middleware
+from ledgerd.service.transport import HANDLER_ARGS, refuse_encoded_bodies
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", DOCS_PATH})
 PUBLIC_PREFIXES = (DOCS_PREFIX,)  # the explorer's static assets
@@ -133,31 +136,111 @@ async def create_pool(config: Config) -> BoundedPool:
         timeout=max(config.pool_acquire_timeout_s, 1.0),  # to establish one connection
         reset=release_connection,
     )
-    await pool
+    try:
+        await pool
+    except BaseException:
+        pool.terminate()  # the connections it did open
+        raise
     return pool
+
+
+# How long start-up waits for the first attempt to reach the database before listening anyway: a
+# service whose database is up is ready when it starts listening; one whose database is down listens
+# at once (a refused connection fails at once) or after this long (an unanswered one).
+FIRST_ATTEMPT_WAIT_S = 2.0
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+
+class Database:
+    """Whether the app has its pool yet, and if not, why (for /readyz). `ready` is set once the pool,
+    the store and the runner are in the app: background workers that need the database await it."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.attempted = asyncio.Event()
+        self.problem: str | None = "connecting to the database"
+
+
+async def establish(app: web.Application, config: Config, database: Database) -> None:
+    """Migrate (unless --no-migrate) and open the pool, retrying with exponential backoff until both
+    succeed; then put the pool, the store and the runner into the app."""
+    log = structlog.get_logger("ledger.database")
+    delay = BACKOFF_FIRST_S
+    while True:
+        try:
+            if config.migrate_on_start:
+                applied = await migrate(config.database_url)
+                if applied:
+                    log.info("migrations_applied", names=applied)
+            pool = await create_pool(config)
+            break
+        except MigrationError as error:  # this build does not match the database: no retry helps
+            database.problem = "the migrations could not be applied (see the log)"
+            log.error("migrations_failed", error=str(error))
+            database.attempted.set()
+            return
+        except Exception as error:  # unreachable, starting up, no such database yet, ...
+            database.problem = f"the database is not reachable ({type(error).__name__})"
+            log.warning("database_unreachable", error=repr(error), retry_in_s=delay)
+            database.attempted.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+    store = PostgresEventStore(pool)
+    committer = (
+        GroupCommitter(store, config.group_commit_lanes, app["metrics"])
+        if config.group_commit_lanes
+        else None
+    )
+    runner: Runner = committer if committer is not None else SoloRunner(store)
+    app["store"] = store
+    app["runner"] = runner
+    app["committer"] = committer
+    app["pool"] = pool  # last: a request that sees the pool finds the store and the runner too
+    database.problem = None
+    database.ready.set()
+    database.attempted.set()
+    log.info("database_ready")
 
 
 def pool_context(config: Config) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        pool = await create_pool(config)
-        app["pool"] = pool
-        store = PostgresEventStore(pool)
-        app["store"] = store
-        committer = (
-            GroupCommitter(store, config.group_commit_lanes, app["metrics"])
-            if config.group_commit_lanes
-            else None
-        )
-        runner: Runner = committer if committer is not None else SoloRunner(store)
-        app["runner"] = runner
+        database: Database = app["database"]
+        task = asyncio.create_task(establish(app, config, database))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(database.attempted.wait(), FIRST_ATTEMPT_WAIT_S)
         try:
             yield
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            committer: GroupCommitter | None = app.get("committer")
             if committer is not None:
                 await committer.close()
-            await pool.close()
+            pool: BoundedPool | None = app.get("pool")
+            if pool is not None:
+                await close_pool(pool)
 
     return context
+
+
+POOL_CLOSE_S = 5.0
+
+
+async def close_pool(pool: BoundedPool) -> None:
+    """Close gracefully if the database answers in time; else drop the connections (shutting down while
+    the database is unreachable must not end in a traceback)."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        structlog.get_logger("ledger.database").warning("pool_close_failed", error=repr(error))
+        pool.terminate()
+
+
+def database_missing(request: web.Request) -> StripeError:
+    database: Database = request.app["database"]
+    return unavailable(f"The ledger is starting: {database.problem or 'connecting'}; please retry shortly.")
 
 
 PRUNE_EVERY_S = 600.0
@@ -175,6 +258,7 @@ def pruning_context(config: Config) -> Any:
     log = structlog.get_logger("ledger.pruning")
 
     async def loop(app: web.Application) -> None:
+        await app["database"].ready.wait()
         while True:
             try:
                 removed = await prune_idempotency_keys(app["pool"], config.idempotency_retention_hours)
@@ -201,6 +285,8 @@ def auth_middleware(cache: KeyCache, test_mode: TestMode | None = None) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
+        if request.app["pool"] is None:
+            raise database_missing(request)
         if test_mode is not None:  # ephemeral: every sk_test_ key is an account of its own
             key = test_mode.authenticate(request.headers.get("Authorization"))
         else:
@@ -221,13 +307,14 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 
 def create_app(config: Config) -> web.Application:
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, sys.stderr if config.ephemeral else None)
     metrics = Metrics()
     test_mode = TestMode() if config.ephemeral else None
     middlewares = [
         access_middleware(metrics, config.access_log),
         *([request_log_middleware(test_mode)] if test_mode is not None else []),
         error_middleware,
+        refuse_encoded_bodies,  # before auth: an unauthenticated bomb is refused from its headers
         auth_middleware(KeyCache(config.api_key_cache_ttl_s), test_mode),
         *([strict_middleware] if config.strict else []),
     ]
@@ -236,13 +323,13 @@ def create_app(config: Config) -> web.Application:
         middlewares.append(rate_limit_middleware(limiter))
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        # Long query strings and headers reach the app (and get a Stripe-shaped answer) instead of
-        # aiohttp's plain-text 400 at its default 8190-byte limits.
-        handler_args={"max_line_size": 65536, "max_field_size": 65536},
+        handler_args=HANDLER_ARGS,
         middlewares=middlewares,
     )
     app["config"] = config
     app["metrics"] = metrics
+    app["database"] = Database()
+    app["pool"] = None  # until establish() has one: API calls are a 503 meanwhile
     app.cleanup_ctx.append(pool_context(config))
     app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)

@@ -64,34 +64,23 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import asyncpg
 import msgspec
-from msgspec import UNSET
 
 from ledgerd.domain.customer import (
     INITIAL_STATE,
-    BalanceAdjusted,
-    BalanceTransactionUpdated,
-    CustomerCreated,
-    CustomerDeleted,
     CustomerState,
-    evolve,
 )
 from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, canonical_bytes
-from ledgerd.projections import PROJECTION_TABLES, Fold
+from ledgerd.projections import PROJECTION_TABLES, Fold, command_of
 from ledgerd.projections import customers as customers_projection
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from ledgerd.service import history
+from ledgerd.service.history import Queryable
 from ledgerd.service.store.base import GlobalCursor
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event, to_microseconds, to_timestamp
-
-
-class Queryable(Protocol):
-    """An asyncpg connection or pool."""
-
-    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
-
 
 # progress(stage, done, total): total is None when unknown
 Progress = Callable[[str, int, int | None], None]
@@ -1577,9 +1566,6 @@ WHERE stream_id = $1 AND stream_version < coalesce(
     (SELECT min(stream_version) FROM events WHERE stream_id = $1 AND recorded_at > $2), 9223372036854775807)
 ORDER BY stream_version
 """
-CONSTANT_FIELDS = frozenset(
-    {"id", "object", "customer_account", "default_source", "delinquent", "discount", "test_clock"}
-)
 
 
 def end_of_second(unix_seconds: int) -> int:
@@ -1653,12 +1639,36 @@ async def customer_as_of(
     conn: Queryable, account: str, livemode: bool, customer_id: str, as_of_unix_s: int
 ) -> dict[str, Any] | None:
     """The customer object (render_customer's shape) as it was at the end of second `as_of_unix_s`,
-    folded from the log; the deleted stub if it had been deleted by then; None if it did not exist yet
+    folded from the log (from the head's snapshot or a checkpoint where possible, in a worker thread:
+    service/history.py); the deleted stub if it had been deleted by then; None if it did not exist yet
     (or belongs to another account or mode)."""
-    fold = fold_stream(await load_stream(conn, customer_id, end_of_second(as_of_unix_s)))
-    if not owned(fold.state, account, livemode):
+    head = await history.stream_head(conn, customer_id, account, livemode)
+    if head is None:
         return None
-    return render_state(fold.state)
+    at = to_timestamp(min(max(end_of_second(as_of_unix_s), 0), MAX_US))
+    state = await history.state_at(conn, customer_id, await history.version_at(conn, customer_id, at), head)
+    if not owned(state, account, livemode):
+        return None
+    return render_state(state)
+
+
+def fold_chunk(fold: Fold, held: list[RecordedEvent], rows: Sequence[Any], last: bool) -> list[RecordedEvent]:
+    """Apply a chunk of a stream (in a worker thread). Fold takes whole commands: the events of the
+    chunk's last command are held back for the next chunk, unless this one is the last."""
+    events = held + [row_to_event(row) for row in rows]
+    keep = len(events)
+    if not last:
+        while keep > 0 and command_of(events[keep - 1]) == command_of(events[-1]):
+            keep -= 1
+    fold.apply(events[:keep])
+    return events[keep:]
+
+
+def transactions_then(fold: Fold, customer_id: str, account: str, livemode: bool) -> list[dict[str, Any]]:
+    then = StreamFold(fold, customer_id, None)
+    if not owned(then.state, account, livemode):
+        return []
+    return [render_balance_transaction(row) for row in reversed(then.transaction_rows())]
 
 
 async def balance_transactions_as_of(
@@ -1666,90 +1676,28 @@ async def balance_transactions_as_of(
 ) -> list[dict[str, Any]]:
     """The customer's balance transactions as they were at the end of second `as_of_unix_s`, newest
     first (as the list endpoint orders them), with descriptions and metadata as of then. Empty when
-    the customer did not exist yet; use customer_as_of to tell that apart from "no transactions"."""
-    fold = fold_stream(await load_stream(conn, customer_id, end_of_second(as_of_unix_s)))
-    if not owned(fold.state, account, livemode):
-        return []
-    return [render_balance_transaction(row) for row in reversed(fold.transaction_rows())]
-
-
-def object_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:
-    before = before or {}
-    return {
-        name: {"before": before.get(name), "after": after.get(name)}
-        for name in after
-        if name not in CONSTANT_FIELDS and before.get(name) != after.get(name)
-    }
+    the customer did not exist yet; use customer_as_of to tell that apart from "no transactions".
+    The log is read a chunk at a time and folded, then rendered, in a worker thread."""
+    at = to_timestamp(min(max(end_of_second(as_of_unix_s), 0), MAX_US))
+    version = await history.version_at(conn, customer_id, at)
+    fold = Fold()
+    held: list[RecordedEvent] = []
+    start = 0
+    while start < version:
+        stop = min(version, start + history.FOLD_CHUNK)
+        rows = await conn.fetch(history.SQL_RANGE, customer_id, start, stop)
+        held = await history.in_fold_thread(fold_chunk, fold, held, rows, stop >= version)
+        start = stop
+    return await history.in_fold_thread(transactions_then, fold, customer_id, account, livemode)
 
 
 async def customer_history(
     conn: Queryable, account: str, livemode: bool, customer_id: str
 ) -> list[dict[str, Any]]:
-    """The customer's events in order: version, type, recorded time, the fields they changed (before /
-    after, as the API renders them), request id, idempotency key, event id and hash. Empty when no such
-    customer exists for this account and mode."""
-    events = await load_stream(conn, customer_id)
-    state = INITIAL_STATE
-    transactions: dict[str, dict[str, Any]] = {}
-    history: list[dict[str, Any]] = []
-    for recorded in events:
-        event = recorded.event
-        before_state = state
-        state = evolve(state, event)
-        if not owned(state, account, livemode):
-            return []
-        changes: dict[str, Any]
-        transaction_id: str | None = None
-        if isinstance(event, BalanceTransactionUpdated):
-            transaction_id = event.transaction_id
-            old = transactions.get(transaction_id, {})
-            new = dict(old)
-            if event.changes.description is not UNSET:
-                new["description"] = event.changes.description
-            if event.changes.metadata is not UNSET:
-                new["metadata"] = dict(event.changes.metadata)
-            transactions[transaction_id] = new
-            changes = object_changes(old, new)
-        elif isinstance(event, CustomerDeleted):
-            changes = {"deleted": {"before": False, "after": True}}
-        else:
-            before = (
-                None if isinstance(event, CustomerCreated) else render_customer(customer_row(before_state))
-            )
-            changes = object_changes(before, render_customer(customer_row(state)))
-            if isinstance(event, BalanceAdjusted):
-                transaction_id = event.transaction_id
-                transactions[transaction_id] = {
-                    "description": event.description,
-                    "metadata": dict(event.metadata),
-                }
-                changes["balance_transaction"] = {
-                    "before": None,
-                    "after": {
-                        "id": event.transaction_id,
-                        "type": event.type,
-                        "amount": event.amount,
-                        "currency": event.currency,
-                        "ending_balance": event.ending_balance,
-                    },
-                }
-        history.append(
-            {
-                "object": "customer_history_entry",
-                "version": recorded.stream_version,
-                "type": recorded.event_type,
-                "event_id": recorded.event_id,
-                "schema_version": recorded.schema_version,
-                "recorded_at": recorded.recorded_at_us // 1_000_000,
-                "recorded_at_us": recorded.recorded_at_us,
-                "balance_transaction": transaction_id,
-                "changes": changes,
-                "request_id": recorded.metadata.get("request_id"),
-                "idempotency_key": recorded.metadata.get("idempotency_key"),
-                "hash": recorded.hash.hex(),
-            }
-        )
-    return history
+    """Every entry of the customer's history (service/history.py pages it for the API). Empty when no
+    such customer exists for this account and mode."""
+    page = await history.history_page(conn, account, livemode, customer_id, limit=2**62)
+    return page.entries if page is not None else []
 
 
 @dataclass

@@ -5,7 +5,7 @@ ledgerd serve --ephemeral [--port 0] [--strict]       a throwaway ledger for tes
 ledgerd dev [--host H] [--port P]                     embedded PostgreSQL in ./.ledger + dev key + serve
 ledgerd migrate                                       apply pending migrations
 ledgerd api-keys create --account NAME [--live]       print a new secret key (only the key) on stdout
-ledgerd api-keys revoke KEY_PREFIX_OR_ID              revoke one key
+ledgerd api-keys revoke KEY_PREFIX_OR_ID              revoke one key (running services refuse it within 1 s)
 ledgerd rebuild                                       replay the log into fresh projections, swap atomically
 ledgerd verify [--json] [--digest FILE] [--no-drift]  audit: hash chains, invariants, digest, replay vs projections
 ledgerd verify --export FILE [--digest FILE] [--json] check an export file offline (no database)
@@ -105,7 +105,7 @@ def serve_workers(args: argparse.Namespace, url: str) -> int:
     """N processes sharing the port (SO_REUSEPORT): the kernel spreads connections across them. This
     process supervises; SIGTERM/SIGINT stop every worker gracefully."""
     command = [sys.executable, "-m", "ledgerd.service.cli", "serve", "--host", args.host, "--port", str(args.port)]
-    command += ["--no-migrate", "--workers", "1", "--reuse-port"]
+    command += ["--workers", "1", "--reuse-port"] + (["--no-migrate"] if args.no_migrate else [])
     env = {**os.environ, "DATABASE_URL": url}
     workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
 
@@ -136,11 +136,12 @@ def command_serve(args: argparse.Namespace) -> int:
     if args.strict or args.search_lag or args.exit_with_parent:
         return fail("--strict, --search-lag and --exit-with-parent need --ephemeral")
     url = database_url()
-    if not args.no_migrate:
-        run_migrations(url, quiet=True)
     if args.workers > 1:
         return serve_workers(args, url)
-    serve(Config.from_env(url, host=args.host, port=args.port), reuse_port=args.reuse_port)
+    # Listening does not wait for the database: the app migrates (unless --no-migrate) and opens its
+    # pool in the background, answering 503 until then (service/app.py, establish).
+    config = Config.from_env(url, host=args.host, port=args.port, migrate_on_start=not args.no_migrate)
+    serve(config, reuse_port=args.reuse_port)
     return 0
 
 
@@ -220,7 +221,7 @@ def command_keys_revoke(args: argparse.Namespace) -> int:
         key_id = asyncio.run(with_connection(database_url(), revoke))
     except ValueError as error:
         return fail(str(error), 1)
-    print(f"revoked {key_id}", file=sys.stderr)
+    print(f"revoked {key_id} (running services refuse it within 1 s)", file=sys.stderr)
     return 0
 
 
@@ -459,7 +460,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--account", required=True)
     create.add_argument("--live", action="store_true", help="a live-mode key (sk_live_…); default test mode")
     create.set_defaults(run=command_keys_create)
-    revoke = keys.add_parser("revoke", help="revoke a key by id (key_…) or by a prefix of the secret")
+    revoke = keys.add_parser(
+        "revoke",
+        help="revoke a key by id (key_…) or by a prefix of the secret; a running service refuses it within "
+        "1 s (each process caches a key lookup that long)",
+    )
     revoke.add_argument("key")
     revoke.set_defaults(run=command_keys_revoke)
 

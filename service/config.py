@@ -31,7 +31,9 @@ class Config:
     lock_timeout_ms: int = 2000
     max_body_bytes: int = 1024 * 1024
     idempotency_retention_hours: int = 24
-    api_key_cache_ttl_s: float = 5.0
+    api_key_cache_ttl_s: float = 1.0  # a revoked key keeps working at most this long
+    migrate_on_start: bool = False  # `ledgerd serve` without --no-migrate: as soon as the database answers
+    body_timeout_s: float = 30.0  # a request body must arrive within this (408)
     log_level: str = "info"
     access_log: bool = True
     # PostgreSQL synchronous_commit for every connection: a 2xx means the command is flushed to the WAL.
@@ -62,6 +64,7 @@ class Config:
             "lock_timeout_ms": env_int("LEDGER_LOCK_TIMEOUT_MS", 2000),
             "idempotency_retention_hours": env_int("LEDGER_IDEMPOTENCY_HOURS", 24),
             "log_level": os.environ.get("LEDGER_LOG_LEVEL", "info"),
+            "body_timeout_s": env_float("LEDGER_BODY_TIMEOUT_SECONDS", 30.0),
             "synchronous_commit": os.environ.get("LEDGER_SYNCHRONOUS_COMMIT") or "on",
             "rate_limit_rps": env_float("LEDGER_RATE_LIMIT_RPS", 0.0),
             "rate_limit_burst": env_int("LEDGER_RATE_LIMIT_BURST", 0),
@@ -82,5 +85,7 @@ class Config:
             raise ValueError("LEDGER_GROUP_COMMIT_LANES must not be negative (0 turns group commit off)")
         if self.search_lag_s < 0:
             raise ValueError("--search-lag must not be negative")
+        if self.body_timeout_s <= 0:
+            raise ValueError("LEDGER_BODY_TIMEOUT_SECONDS must be positive")
         if self.pool_acquire_timeout_s <= 0:
             raise ValueError("LEDGER_POOL_TIMEOUT_S must be positive")

@@ -37,8 +37,10 @@ class StripeError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
         should_retry: bool | None = None,
+        close_connection: bool = False,
     ) -> None:
         super().__init__(message)
+        self.close_connection = close_connection  # e.g. a body that is not read is not drained either
         self.status = status
         self.message = message
         self.type = type
@@ -151,7 +153,14 @@ def translate(error: BaseException, request: web.Request) -> StripeError | None:
         return StripeError(400, "The request body could not be read (bad Content-Encoding or framing).")
     if isinstance(error, web.HTTPRequestEntityTooLarge):
         return StripeError(413, "The request body is larger than the 1 MiB limit.", code="request_too_large")
-    if isinstance(error, web.HTTPNotFound | web.HTTPMethodNotAllowed):
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(error.allowed_methods))
+        return StripeError(
+            405,
+            f"The method {request.method[:20]} is not allowed for {request.path} (allowed: {allowed}).",
+            headers={"Allow": allowed},
+        )
+    if isinstance(error, web.HTTPNotFound):
         return StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
     if isinstance(error, DATABASE_CONTENTION):  # before DATABASE_UNAVAILABLE: 57014 is in class 57
         return StripeError(
@@ -187,4 +196,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error = mapped
     request["error_code"] = error.code
     body = error_body(error.type, error.message, error.code, error.param)
-    return json_response(error.status, body, error.headers)
+    response = json_response(error.status, body, error.headers)
+    if error.close_connection:
+        response.force_close()
+    return response

@@ -17,6 +17,7 @@ offending key; nothing here raises anything else for any input.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
@@ -84,7 +85,27 @@ def parse_json(body: bytes) -> dict[str, Any]:
     for key, item in value.items():
         _check_json_key(key, key)
         leaves = _walk_json(item, key, 0, leaves)
+    check_json_duplicates(body)  # after the walk, which bounds the depth json.loads recurses to
     return value
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidParameter(
+                f"The JSON request body has the key '{key[:100]}' more than once in one object.",
+                param=key[:100],
+            )
+        seen.add(key)
+    return {}
+
+
+def check_json_duplicates(body: bytes) -> None:
+    """A key twice in one JSON object is a 400 (msgspec, like most decoders, keeps the last one
+    silently; a form's repeated key is a 400 too). The body decoded once already, so this decode
+    succeeds; it runs only on JSON bodies, which the Stripe SDKs never send."""
+    json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
 
 
 # ---------------------------------------------------------------------------------------------------

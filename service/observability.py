@@ -3,11 +3,13 @@ request ids, and the Prometheus metrics of one app."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import string
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from aiohttp import web
@@ -20,14 +22,18 @@ REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
 _configured = False
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """`stream` defaults to stdout; `serve --ephemeral` logs to stderr, its stdout holds only its facts."""
     global _configured
     if _configured:
         return
     _configured = True
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(line_buffering=True)  # one request, one line, visible at once
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+    stream = stream if stream is not None else sys.stdout
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(line_buffering=True)  # one request, one line, visible at once
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLineFormatter())
+    logging.basicConfig(handlers=[handler], level=level.upper())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -37,9 +43,30 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Records of the standard library's loggers (aiohttp's among them) as one JSON line each, like
+    structlog's. A malformed request makes aiohttp log "Error handling request" with the parser's
+    exception: its type and message are kept, its traceback (aiohttp's internals, many lines) is not."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "event": record.getMessage(),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": self.formatTime(record),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            line["error"] = repr(record.exc_info[1])[:2000]
+        return json.dumps(line, default=str)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        return moment.isoformat().replace("+00:00", "Z")
 
 
 def new_request_id() -> str:

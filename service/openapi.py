@@ -340,8 +340,9 @@ def response_schemas() -> dict[str, Schema]:
         "customer_history_entry": {
             "type": "object",
             "description": "One event of the customer's stream, with the fields it changed (an extension).",
-            "required": ["object", "version", "type", "event_id", "recorded_at", "changes", "hash"],
+            "required": ["id", "object", "version", "type", "event_id", "recorded_at", "changes", "hash"],
             "properties": {
+                "id": {"type": "string", "description": "The event's id: the cursor of the list."},
                 "object": const("customer_history_entry"),
                 "version": {"type": "integer", "minimum": 1},
                 "type": {"type": "string"},
@@ -362,8 +363,8 @@ def response_schemas() -> dict[str, Schema]:
             "additionalProperties": False,
             "properties": {
                 "object": const("list"),
-                "data": {"type": "array", "items": ref("customer_history_entry")},
-                "has_more": const(False),
+                "data": {"type": "array", "items": ref("customer_history_entry"), "maxItems": params.MAX_LIMIT},
+                "has_more": {"type": "boolean"},
                 "url": {"type": "string", "pattern": "^/v1/customers/[^/]+/history$"},
             },
         },
@@ -983,10 +984,15 @@ def paths() -> dict[str, Schema]:
             **customer,
             "get": operation(
                 "GetCustomersCustomerHistory",
-                "The customer's events in order, with what each changed (an extension)",
+                "The customer's events in order, oldest first, with what each changed (an extension)",
                 "Customers",
-                {"200": ok("customer_history", "Every event of the customer."), **errors(*READ_ERRORS, 404)},
-                parameters=[expand_query()],
+                {"200": ok("customer_history", "A page of the customer's events."), **errors(*READ_ERRORS, 404)},
+                parameters=[
+                    query("limit", integer(1, params.MAX_LIMIT), f"Page size, 1 to {params.MAX_LIMIT}; default {params.DEFAULT_LIMIT}."),
+                    query("starting_after", text(), "Cursor: an entry's id; the page after it (later events)."),
+                    query("ending_before", text(), "Cursor: an entry's id; the page before it (earlier events)."),
+                    expand_query(),
+                ],
             ),
         },
         "/v1/customers/{customer}/balance_transactions/{transaction}": {

@@ -20,12 +20,13 @@ from ledgerd.domain.customer import DeleteCustomer
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
 from ledgerd.projections.sql import Rows
-from ledgerd.service import audit, forms, params, search
+from ledgerd.service import audit, forms, history, params, search
 from ledgerd.service.commands.handle import handle
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
-from ledgerd.service.errors import StripeError, domain_error_response, json_response
+from ledgerd.service.errors import StripeError, domain_error_response, json_response, unavailable
 from ledgerd.service.store.postgres import PostgresEventStore
+from ledgerd.service.transport import read_body
 
 MAX_IDEMPOTENCY_KEY = 255
 CUSTOMER_LIST_FILTERS = frozenset({"email", "created", "test_clock"})
@@ -61,7 +62,7 @@ def pool_of(request: web.Request) -> asyncpg.Pool:
 async def read_params(request: web.Request) -> dict[str, Any]:
     if request.method in ("GET", "DELETE", "HEAD"):
         return forms.parse_query(request.rel_url.raw_query_string)
-    body = await request.read()
+    body = await read_body(request)
     if not body:
         return forms.parse_query(request.rel_url.raw_query_string) if request.method == "DELETE" else {}
     if request.content_type == "application/json":
@@ -102,6 +103,9 @@ def context_of(request: web.Request) -> RequestContext:
         occurred_at_us=now_us(request),
         request_id=request["request_id"],
         api_key_id=request["api_key_id"],
+        # The database's clock (plan.py, recording_time), except on an ephemeral ledger: one process owns its
+        # database there, and the account's test clock (frozen or advanced by the test) must date its events.
+        store_clock=request.app.get("test_mode") is None,
     )
 
 
@@ -405,15 +409,24 @@ def cursor_index(ids: list[str], cursor: str, param: str) -> int:
 
 @routes.get("/v1/customers/{customer}/history")
 async def customer_history(request: web.Request) -> web.Response:
-    """Every event of the customer in order, with what each changed (an extension)."""
-    await read_only_expand(request)
+    """The customer's events in order, oldest first, with what each changed (an extension); paged
+    like every list (`limit`, `starting_after` / `ending_before` an entry's id)."""
+    options = params.list_params(await read_params(request), filters=frozenset())
     customer_id = path_id(request, "customer", "id")
     async with pool_of(request).acquire() as conn:
-        entries = await audit.customer_history(conn, request["account"], request["livemode"], customer_id)
-    if not entries:
+        page = await history.history_page(
+            conn,
+            request["account"],
+            request["livemode"],
+            customer_id,
+            limit=options.limit,
+            starting_after=options.starting_after,
+            ending_before=options.ending_before,
+        )
+    if page is None:
         raise customer_missing(customer_id)
     url = f"/v1/customers/{customer_id}/history"
-    return json_response(200, list_body(url, entries, False))
+    return json_response(200, list_body(url, page.entries, page.has_more))
 
 
 @routes.get("/v1/customers/{customer}/balance_transactions/{transaction}")
@@ -582,5 +595,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    if request.app["pool"] is None:  # still connecting (or migrating) in the background
+        problem = request.app["database"].problem or "connecting to the database"
+        raise unavailable(f"Not ready: {problem}.")
     await pool_of(request).fetchval("SELECT 1")
     return json_response(200, b'{"status":"ready"}')

@@ -65,6 +65,10 @@ class RequestContext:
     occurred_at_us: int  # the process's clock; a stream's events are never recorded before its head
     request_id: str | None = None
     api_key_id: str | None = None
+    # Record at the store's clock (the database's, read with the stream head) instead: what the API
+    # does, so that processes whose clocks disagree still write one timeline. Tests and tools that
+    # date commands themselves leave it off.
+    store_clock: bool = False
 
 
 @dataclass(frozen=True)
@@ -328,6 +332,15 @@ def event_ids(count: int) -> list[str]:
     return [new_id("evt_", 24) for _ in range(count)]
 
 
+def recording_time(context: RequestContext, store_clock_us: int | None, head: StreamHead | None) -> int:
+    """One clock per stream: the database's (or the caller's) time, but never at or before the stream's
+    last event, so per-stream time only moves forward whatever the clocks of the writing processes."""
+    at = store_clock_us if context.store_clock and store_clock_us is not None else context.occurred_at_us
+    if head is not None and head.recorded_at_us is not None and at <= head.recorded_at_us:
+        at = head.recorded_at_us + 1
+    return at
+
+
 async def decide_and_plan(request: CommandRequest, overlay: Overlay, load: Loader) -> Planned:
     command = resolve(request, overlay)
     stream_id = command.customer_id
@@ -335,12 +348,10 @@ async def decide_and_plan(request: CommandRequest, overlay: Overlay, load: Loade
     context = request.context
     if not owned_by(state, context):
         raise missing(command)  # another account's customer is indistinguishable from a missing one
-    # One clock per stream: never record (or date) an event before the stream's last one.
-    at = context.occurred_at_us
-    if head is not None and head.recorded_at_us is not None and at <= head.recorded_at_us:
-        at = head.recorded_at_us + 1
+    at = recording_time(context, overlay.reads.clock_us, head)
     if at != command.occurred_at:
-        command = msgspec.structs.replace(command, occurred_at=max(at, command.occurred_at))
+        store_clock = context.store_clock and overlay.reads.clock_us is not None
+        command = msgspec.structs.replace(command, occurred_at=at if store_clock else max(at, command.occurred_at))
         at = command.occurred_at
     transactions: dict[str, BalanceTransactionState] = {}
     if isinstance(command, UpdateBalanceTransaction):

@@ -82,6 +82,7 @@ class Reads:
     records: dict[IdempotencyScope, IdempotencyRecord | None] = field(default_factory=dict)
     claims: dict[ClaimKey, str | None] = field(default_factory=dict)  # -> the customer holding it
     transaction_events: dict[TransactionKey, list[RecordedEvent]] = field(default_factory=dict)
+    clock_us: int | None = None  # the database's clock at the read; None: the store has no clock of its own
 
 
 @dataclass

@@ -266,6 +266,8 @@ class PostgresConnection:
             elif kind == "claim":
                 reads.claims[(row["account"], row["livemode"], row["key"])] = row["stream_id"]
                 reads.heads[row["stream_id"]] = head_of(row)
+            elif kind == "clock":
+                reads.clock_us = to_microseconds(row["recorded_at"])
             else:
                 reads.transaction_events[(row["stream_id"], row["key"])].append(transaction_event(row))
         for events in reads.transaction_events.values():

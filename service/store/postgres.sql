@@ -4,7 +4,8 @@
 -- everything or nothing. {customer_assignments} is filled in from projections/customers.py.
 
 -- name: read
--- $1 streams; $2-$4 idempotency scopes; $5-$7 external_id claims; $8-$9 (stream, balance transaction).
+-- $1 streams; $2-$4 idempotency scopes; $5-$7 external_id claims; $8-$9 (stream, balance transaction);
+-- and one row with the database's clock.
 SELECT 'stream' AS kind, s.stream_id, s.version, s.head_hash, s.snapshot::text AS snapshot,
        s.recorded_at, NULL::text AS account, NULL::boolean AS livemode, NULL::text AS key,
        NULL::text AS method, NULL::text AS path, NULL::bytea AS params_hash, NULL::text AS params,
@@ -36,6 +37,10 @@ SELECT 'transaction', e.stream_id, e.stream_version, NULL, NULL, e.recorded_at, 
 FROM events e
 JOIN unnest($8::text[], $9::text[]) AS u(stream_id, transaction_id)
   ON e.stream_id = u.stream_id AND e.data ? 'transaction_id' AND e.data ->> 'transaction_id' = u.transaction_id
+UNION ALL
+-- The database's clock: the one clock of every process writing to it (plan.py, one clock per stream).
+SELECT 'clock', NULL, NULL, NULL, NULL, clock_timestamp(), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 
 -- name: write
 -- Streams ($1-$9, one entry per stream of the batch: its expected version, and its new head, which is

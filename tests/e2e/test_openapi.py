@@ -131,7 +131,8 @@ def test_parameters_match_the_params_layer() -> None:
     assert query_names(doc, "get", "/v1/events") == pagination | routes.EVENT_LIST_FILTERS
     assert query_names(doc, "get", "/v1/customers/search") == params.SEARCH_PARAMS
     assert query_names(doc, "get", customer) == {"expand", "as_of"}
-    for path in (f"{transactions}/{{transaction}}", "/v1/events/{event}", f"{customer}/history"):
+    assert query_names(doc, "get", f"{customer}/history") == pagination
+    for path in (f"{transactions}/{{transaction}}", "/v1/events/{event}"):
         assert query_names(doc, "get", path) == {"expand"}
     assert query_names(doc, "delete", customer) == {"expand"}
 

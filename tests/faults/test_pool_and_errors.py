@@ -142,7 +142,9 @@ async def test_idempotency_pruning_survives_database_outages(monkeypatch: pytest
     monkeypatch.setattr(app_module, "prune_idempotency_keys", prune)
     monkeypatch.setattr(app_module, "PRUNE_EVERY_S", 0.001)
     context = app_module.pruning_context(Config(database_url="x", idempotency_retention_hours=24))
-    running = context({"pool": None})  # type: ignore[arg-type]
+    database = app_module.Database()
+    database.ready.set()
+    running = context({"pool": None, "database": database})  # type: ignore[arg-type]
     await running.__anext__()
     for _ in range(200):
         if len(calls) >= 5:
