@@ -87,6 +87,8 @@ class UpdateCustomer(Command, frozen=True, kw_only=True, tag="UpdateCustomer"):
     balance: int | UnsetType = UNSET
     currency: str | UnsetType = UNSET
     adjustment_transaction_id: str | None = None  # required when balance changes
+    # The account's default currency: what a balance change is in when the customer has no currency yet.
+    default_currency: str | None = None
 
 
 class DeleteCustomer(Command, frozen=True, kw_only=True, tag="DeleteCustomer"):
@@ -387,6 +389,8 @@ def decide_update(command: UpdateCustomer, state: CustomerState) -> list[AnyEven
             )
         )
     if command.balance is not UNSET and command.balance != state.balance:
+        if currency is None:  # the entry sets the customer's currency, as a first balance transaction does
+            currency = command.default_currency
         if currency is None:
             raise InvalidParameter(
                 "Setting a balance requires the customer to have a currency; pass `currency`.",

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ledgerd.service.accounts import SettingsCache
 from ledgerd.service.auth import KeyCache, authenticate
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.runner import Runner, SoloRunner
@@ -22,6 +23,7 @@ from ledgerd.service.config import Config
 from ledgerd.service.errors import error_middleware
 from ledgerd.service.explorer import DOCS_PATH, DOCS_PREFIX
 from ledgerd.service.explorer import add_routes as add_explorer_routes
+from ledgerd.service.fidelity import fidelity_middleware, version_header
 from ledgerd.service.observability import Metrics, access_middleware, configure_logging
 from ledgerd.service.openapi import openapi_view
 from ledgerd.service.ratelimit import limiter_for, rate_limit_middleware
@@ -210,6 +212,8 @@ def create_app(config: Config) -> web.Application:
     limiter = limiter_for(config.rate_limit_rps, config.rate_limit_burst)
     if limiter is not None:  # after auth (the bucket is the key's), before idempotency (in the handlers)
         middlewares.append(rate_limit_middleware(limiter))
+    # Stripe fidelity (issue 13): account settings, API version, Stripe-Account; after auth and the limiter.
+    middlewares.append(fidelity_middleware(SettingsCache(config.api_key_cache_ttl_s)))
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Long query strings and headers reach the app (and get a Stripe-shaped answer) instead of
@@ -219,6 +223,7 @@ def create_app(config: Config) -> web.Application:
     )
     app["config"] = config
     app["metrics"] = metrics
+    app.on_response_prepare.append(version_header)  # Stripe-Version on every answered request
     app.cleanup_ctx.append(pool_context(config))
     app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -20,11 +20,12 @@ from ledgerd.domain.customer import DeleteCustomer
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
 from ledgerd.projections.sql import Rows
-from ledgerd.service import audit, forms, params, search
+from ledgerd.service import audit, expand, forms, params, search, versions
 from ledgerd.service.commands.handle import handle
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
 from ledgerd.service.errors import StripeError, domain_error_response, json_response
+from ledgerd.service.fidelity import api_version_of, settings_of, versioned_params
 from ledgerd.service.store.postgres import PostgresEventStore
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -54,6 +55,10 @@ def pool_of(request: web.Request) -> asyncpg.Pool:
 
 
 async def read_params(request: web.Request) -> dict[str, Any]:
+    return versioned_params(request, await parsed_params(request))  # params named as this version names them
+
+
+async def parsed_params(request: web.Request) -> dict[str, Any]:
     if request.method in ("GET", "DELETE", "HEAD"):
         return forms.parse_query(request.rel_url.raw_query_string)
     body = await request.read()
@@ -77,17 +82,18 @@ def pop_as_of(payload: dict[str, Any]) -> int | None:
     return value
 
 
-async def read_only_expand(request: web.Request, *, allow: frozenset[str] = frozenset()) -> dict[str, Any]:
+async def read_only_expand(
+    request: web.Request, root: expand.Node, *, allow: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], expand.Tree]:
     """Params of an endpoint that takes nothing but ``expand`` (retrieve, delete) and the names in `allow`:
-    anything else is a 400."""
+    anything else is a 400. Returns the params and the expansion `root` allows."""
     payload = await read_params(request)
     for name in payload:
         if name != "expand" and name not in allow:
             raise InvalidParameter(
                 f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
             )
-    params.check_expand(payload)
-    return payload
+    return payload, expansion_of(payload, root)
 
 
 def context_of(request: web.Request) -> RequestContext:
@@ -115,7 +121,7 @@ def idempotency_of(request: web.Request, payload: dict[str, Any]) -> Idempotency
     return IdempotencyRequest(key=key, method=request.method, path=request.path, params=payload)
 
 
-def respond(outcome: Outcome, request: web.Request) -> web.Response:
+def respond(outcome: Outcome, request: web.Request, body: bytes | None = None) -> web.Response:
     headers: dict[str, str] = {}
     key = request.headers.get("Idempotency-Key")
     if key:
@@ -131,14 +137,19 @@ def respond(outcome: Outcome, request: web.Request) -> web.Response:
             headers["Stripe-Should-Retry"] = "false"
     else:
         request.app["metrics"].events_appended.inc(len(outcome.events))
-    return json_response(outcome.status, outcome.response, headers)
+    return json_response(outcome.status, outcome.response if body is None else body, headers)
 
 
 Renderer = Callable[[Rows], dict[str, Any]]
+Expander = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def run_command(
-    request: web.Request, command: Executable, payload: dict[str, Any], render: Renderer
+    request: web.Request,
+    command: Executable,
+    payload: dict[str, Any],
+    render: Renderer,
+    expander: Expander | None = None,
 ) -> web.Response:
     outcome = await handle(
         request.app["runner"],
@@ -150,7 +161,10 @@ async def run_command(
             render_error=domain_error_response,
         ),
     )
-    return respond(outcome, request)
+    if expander is None or outcome.status != 200:
+        return respond(outcome, request)
+    expanded = await expander(msgspec.json.decode(outcome.response))  # the stored response stays unexpanded
+    return respond(outcome, request, msgspec.json.encode(expanded))
 
 
 PATH_NOUNS = {"customer": "customer", "transaction": "customer balance transaction", "event": "event"}
@@ -205,6 +219,78 @@ def list_body(url: str, items: list[dict[str, Any]], has_more: bool) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------------
+# expand[] (issue 13): what each response may expand is declared in service/expand.py
+# ---------------------------------------------------------------------------------------------------
+
+
+def expansion_of(payload: dict[str, Any], root: expand.Node) -> expand.Tree:
+    """The paths of `expand` as a tree; a 400 naming `expand` for one `root` cannot expand."""
+    return expand.parse(params.check_expand(payload), root)
+
+
+def customer_expander(tree: expand.Tree) -> Expander | None:
+    if not tree:
+        return None
+
+    async def run(body: dict[str, Any]) -> dict[str, Any]:
+        return await expand.expand_customer(body, tree)
+
+    return run
+
+
+def customer_loader(request: web.Request) -> expand.CustomerLoader:
+    """The customer object of this account by id (each loaded once per request)."""
+    loaded: dict[str, dict[str, Any] | None] = {}
+
+    async def load(customer_id: str) -> dict[str, Any] | None:
+        if customer_id not in loaded:
+            row = await customer_row(pool_of(request), request, customer_id)
+            loaded[customer_id] = (
+                None
+                if row is None
+                else render_deleted_customer(customer_id) if row["deleted"] else render_customer(row)
+            )
+        return loaded[customer_id]
+
+    return load
+
+
+def transaction_expander(request: web.Request, tree: expand.Tree) -> Expander | None:
+    if not tree:
+        return None
+    load = customer_loader(request)
+
+    async def run(body: dict[str, Any]) -> dict[str, Any]:
+        return await expand.expand_transaction(body, tree, load)
+
+    return run
+
+
+def list_expansion(
+    request: web.Request, paths: tuple[str, ...], root: expand.Node, *, search: bool = False
+) -> expand.Tree:
+    tree = expand.parse(paths, root)
+    if "total_count" in tree and not search and not versions.list_total_count_allowed(api_version_of(request)):
+        raise InvalidParameter(
+            "total_count can no longer be expanded on lists (API version 2025-03-31.basil and later); "
+            "page with has_more instead.",
+            param="expand",
+            code="property_forbidden",
+        )
+    return tree
+
+
+async def expanded_list(
+    body: dict[str, Any], tree: expand.Tree, expander: Expander | None, total_count: int | None
+) -> web.Response:
+    if expander is not None and "data" in tree:
+        body = dict(body, data=[await expander(item) for item in body["data"]])
+    if total_count is not None:
+        body["total_count"] = total_count
+    return json_response(200, msgspec.json.encode(body))
+
+
+# ---------------------------------------------------------------------------------------------------
 # customers
 # ---------------------------------------------------------------------------------------------------
 
@@ -212,6 +298,7 @@ def list_body(url: str, items: list[dict[str, Any]], has_more: bool) -> bytes:
 @routes.post("/v1/customers")
 async def create_customer(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.CUSTOMER)
     command = params.customer_create(
         payload,
         customer_id=new_id("cus_", 14),
@@ -220,16 +307,22 @@ async def create_customer(request: web.Request) -> web.Response:
         occurred_at_us=now_us(),
         account=request["account"],
         livemode=request["livemode"],
+        default_currency=settings_of(request).default_currency,
     )
-    return await run_command(request, command, payload, render_customer_of)
+    return await run_command(request, command, payload, render_customer_of, customer_expander(tree))
 
 
 @routes.get("/v1/customers/search")
 async def search_customers(request: web.Request) -> web.Response:
     options = params.search_params(await read_params(request))
+    tree = list_expansion(request, options.expand, expand.CUSTOMER_LIST, search=True)
     where, values = search.compile(search.parse(options.query), first_param=3)
     sql = f"SELECT * FROM customers WHERE account = $1 AND livemode = $2 AND NOT deleted AND ({where})"
     arguments: list[Any] = [request["account"], request["livemode"], *values]
+    total_count = None
+    if "total_count" in tree:  # every match, whatever the page
+        count_sql = sql.replace("SELECT *", "SELECT count(*)", 1)
+        total_count = int(await pool_of(request).fetchval(count_sql, *arguments))
     if options.page:
         arguments.append(search.decode_page(options.page))
         sql += f" AND position < ${len(arguments)}"
@@ -246,12 +339,13 @@ async def search_customers(request: web.Request) -> web.Response:
         "next_page": next_page,
         "url": "/v1/customers/search",
     }
-    return json_response(200, msgspec.json.encode(body))
+    return await expanded_list(body, tree, customer_expander(tree.get("data", {})), total_count)
 
 
 @routes.get("/v1/customers")
 async def list_customers(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=CUSTOMER_LIST_FILTERS)
+    tree = list_expansion(request, options.expand, expand.CUSTOMER_LIST)
     query = PagedQuery("customers", "customer", request)
     query.where("NOT deleted")
     if options.email is not None:
@@ -259,13 +353,16 @@ async def list_customers(request: web.Request) -> web.Response:
     if options.test_clock is not None:
         query.where("false")  # no customer belongs to a test clock (test_clock is always null)
     query.created(options.created)
+    total_count = await query.count(pool_of(request)) if "total_count" in tree else None
     rows, has_more = await query.fetch(pool_of(request), options)
-    return json_response(200, list_body("/v1/customers", [render_customer(row) for row in rows], has_more))
+    items = [render_customer(row) for row in rows]
+    body = {"object": "list", "data": items, "has_more": has_more, "url": "/v1/customers"}
+    return await expanded_list(body, tree, customer_expander(tree.get("data", {})), total_count)
 
 
 @routes.get("/v1/customers/{customer}")
 async def retrieve_customer(request: web.Request) -> web.Response:
-    payload = await read_only_expand(request, allow=frozenset({"as_of"}))
+    payload, tree = await read_only_expand(request, expand.CUSTOMER, allow=frozenset({"as_of"}))
     customer_id = path_id(request, "customer", "id")
     as_of = pop_as_of(payload)
     if as_of is not None:
@@ -275,29 +372,31 @@ async def retrieve_customer(request: web.Request) -> web.Response:
             )
         if past is None:
             raise customer_missing(customer_id)
-        return json_response(200, msgspec.json.encode(past))
+        return json_response(200, msgspec.json.encode(await expand.expand_customer(past, tree)))
     row = await customer_row(pool_of(request), request, customer_id)
     if row is None:
         raise customer_missing(customer_id)
     body = render_deleted_customer(customer_id) if row["deleted"] else render_customer(row)
-    return json_response(200, msgspec.json.encode(body))
+    return json_response(200, msgspec.json.encode(await expand.expand_customer(body, tree)))
 
 
 @routes.post("/v1/customers/{customer}")
 async def update_customer(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.CUSTOMER)
     command = params.customer_update(
         payload,
         customer_id=path_id(request, "customer", "id"),
         transaction_id=new_id("cbtxn_", 24),
         occurred_at_us=now_us(),
+        default_currency=settings_of(request).default_currency,
     )
-    return await run_command(request, command, payload, render_customer_of)
+    return await run_command(request, command, payload, render_customer_of, customer_expander(tree))
 
 
 @routes.delete("/v1/customers/{customer}")
 async def delete_customer(request: web.Request) -> web.Response:
-    payload = await read_only_expand(request)
+    payload, _ = await read_only_expand(request, expand.CUSTOMER)  # a deleted stub expands nothing
     command = DeleteCustomer(customer_id=path_id(request, "customer", "id"), occurred_at=now_us())
     return await run_command(request, command, payload, render_customer_of)
 
@@ -310,6 +409,7 @@ async def delete_customer(request: web.Request) -> web.Response:
 @routes.post("/v1/customers/{customer}/balance_transactions")
 async def create_balance_transaction(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.BALANCE_TRANSACTION)
     transaction_id = new_id("cbtxn_", 24)
     command = params.balance_transaction_create(
         payload,
@@ -317,7 +417,8 @@ async def create_balance_transaction(request: web.Request) -> web.Response:
         transaction_id=transaction_id,
         occurred_at_us=now_us(),
     )
-    return await run_command(request, command, payload, transaction_renderer(transaction_id))
+    expander = transaction_expander(request, tree)
+    return await run_command(request, command, payload, transaction_renderer(transaction_id), expander)
 
 
 async def require_customer(request: web.Request, customer_id: str) -> None:
@@ -332,8 +433,9 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
     payload = await read_params(request)
     as_of = pop_as_of(payload)
     options = params.list_params(payload, filters=TRANSACTION_LIST_FILTERS)
+    tree = list_expansion(request, options.expand, expand.BALANCE_TRANSACTION_LIST)
     if as_of is not None:
-        return await balance_transactions_then(request, customer_id, as_of, options)
+        return await balance_transactions_then(request, customer_id, as_of, options, tree)
     await require_customer(request, customer_id)
     query = PagedQuery("balance_transactions", "customer balance transaction", request)
     query.where("customer_id = {}", customer_id)
@@ -341,13 +443,16 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
     if options.invoice is not None:
         query.where("false")  # no transaction is linked to an invoice (invoice is always null)
     query.created(options.created)
+    total_count = await query.count(pool_of(request)) if "total_count" in tree else None
     rows, has_more = await query.fetch(pool_of(request), options)
     url = f"/v1/customers/{customer_id}/balance_transactions"
-    return json_response(200, list_body(url, [render_balance_transaction(row) for row in rows], has_more))
+    items = [render_balance_transaction(row) for row in rows]
+    body = {"object": "list", "data": items, "has_more": has_more, "url": url}
+    return await expanded_list(body, tree, transaction_expander(request, tree.get("data", {})), total_count)
 
 
 async def balance_transactions_then(
-    request: web.Request, customer_id: str, as_of: int, options: params.ListParams
+    request: web.Request, customer_id: str, as_of: int, options: params.ListParams, tree: expand.Tree
 ) -> web.Response:
     """The ledger as it stood at `as_of`, folded from the log (an extension); pages like the live list."""
     account, livemode = request["account"], request["livemode"]
@@ -368,7 +473,9 @@ async def balance_transactions_then(
     page = items[start : start + options.limit] if options.ending_before is None else items[start:stop]
     has_more = (start + len(page) < len(items)) if options.ending_before is None else start > 0
     url = f"/v1/customers/{customer_id}/balance_transactions"
-    return json_response(200, list_body(url, page, has_more))
+    body = {"object": "list", "data": page, "has_more": has_more, "url": url}
+    total_count = len(items) if "total_count" in tree else None
+    return await expanded_list(body, tree, transaction_expander(request, tree.get("data", {})), total_count)
 
 
 def within(created: int, bounds: params.CreatedRange) -> bool:
@@ -391,7 +498,7 @@ def cursor_index(ids: list[str], cursor: str, param: str) -> int:
 @routes.get("/v1/customers/{customer}/history")
 async def customer_history(request: web.Request) -> web.Response:
     """Every event of the customer in order, with what each changed (an extension)."""
-    await read_only_expand(request)
+    await read_only_expand(request, expand.NOTHING)
     customer_id = path_id(request, "customer", "id")
     async with pool_of(request).acquire() as conn:
         entries = await audit.customer_history(conn, request["account"], request["livemode"], customer_id)
@@ -403,7 +510,7 @@ async def customer_history(request: web.Request) -> web.Response:
 
 @routes.get("/v1/customers/{customer}/balance_transactions/{transaction}")
 async def retrieve_balance_transaction(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    _, tree = await read_only_expand(request, expand.BALANCE_TRANSACTION)
     customer_id = path_id(request, "customer", "customer")
     transaction_id = path_id(request, "transaction", "transaction")
     await require_customer(request, customer_id)
@@ -414,12 +521,15 @@ async def retrieve_balance_transaction(request: web.Request) -> web.Response:
         raise ResourceMissing(
             f"No such customer balance transaction: '{transaction_id}'", param="transaction"
         )
-    return json_response(200, msgspec.json.encode(render_balance_transaction(row)))
+    body = render_balance_transaction(row)
+    expander = transaction_expander(request, tree)
+    return json_response(200, msgspec.json.encode(body if expander is None else await expander(body)))
 
 
 @routes.post("/v1/customers/{customer}/balance_transactions/{transaction}")
 async def update_balance_transaction(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.BALANCE_TRANSACTION)
     transaction_id = path_id(request, "transaction", "transaction")
     command = params.balance_transaction_update(
         payload,
@@ -427,7 +537,8 @@ async def update_balance_transaction(request: web.Request) -> web.Response:
         transaction_id=transaction_id,
         occurred_at_us=now_us(),
     )
-    return await run_command(request, command, payload, transaction_renderer(transaction_id))
+    expander = transaction_expander(request, tree)
+    return await run_command(request, command, payload, transaction_renderer(transaction_id), expander)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -453,6 +564,7 @@ def render_event(row: asyncpg.Record) -> dict[str, Any]:
 @routes.get("/v1/events")
 async def list_events(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=EVENT_LIST_FILTERS)
+    expand.parse(options.expand, expand.EVENT_LIST)
     query = PagedQuery("stripe_events", "event", request)
     if options.type is not None:
         if options.type.endswith("*"):
@@ -470,7 +582,7 @@ async def list_events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events/{event}")
 async def retrieve_event(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    await read_only_expand(request, expand.NOTHING)
     event_id = path_id(request, "event", "id")
     row = await pool_of(request).fetchrow(
         "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
@@ -511,6 +623,11 @@ class PagedQuery:
             bound = getattr(created, name)
             if bound is not None:
                 self.where(f"created {operator} {{}}", bound)
+
+    async def count(self, pool: asyncpg.Pool) -> int:
+        """How many objects the filters match, whatever the page (`expand[]=total_count`); before fetch."""
+        sql = f"SELECT count(*) FROM {self.table} WHERE {' AND '.join(self.conditions)}"
+        return int(await pool.fetchval(sql, *self.values))
 
     async def cursor(self, pool: asyncpg.Pool, object_id: str, param: str) -> None:
         scope = "".join(f" AND {column} = ${index}" for index, column in enumerate(self.cursor_scope, 4))

@@ -297,7 +297,7 @@ def test_customer_calls_match_the_document(api: Api) -> None:
     assert api.call("GET", "/v1/customers", params={"limit": "100"}).json()["data"]
     page = api.call("GET", "/v1/customers", params={"limit": "1"}).json()
     assert page["has_more"]
-    api.call("GET", "/v1/customers", params={"starting_after": page["data"][0]["id"], "expand[0]": "x"})
+    api.call("GET", "/v1/customers", params={"starting_after": page["data"][0]["id"], "expand[0]": "data.tax"})
     found = api.call("GET", "/v1/customers/search", params={"query": "name:'Jenny R.'", "limit": "1"})
     assert [c["id"] for c in found.json()["data"]] == [customer]
     api.call(
@@ -360,7 +360,7 @@ def test_error_calls_match_the_document(api: Api) -> None:
         "code": "parameter_unknown",
         "param": "nickname",
     }
-    unsupported = api.call("POST", "/v1/customers", data={"source": "tok_visa"})
+    unsupported = api.call("POST", "/v1/customers", data={"source": "tok_1NxYzReal"})
     assert unsupported.json()["error"]["code"] == "parameter_unsupported"
     assert api.call("GET", "/v1/customers", params={"limit": "0"}).status_code == 400
     assert api.call("GET", "/v1/customers/search", params={"query": "nope:'x'"}).status_code == 400

@@ -171,7 +171,7 @@ def test_errors_map_to_sdk_exception_classes(server: Server) -> None:
         client.v1.customers.create({"favourite_colour": "blue"})  # type: ignore[typeddict-unknown-key]
     assert (unknown.value.code, unknown.value.param) == ("parameter_unknown", "favourite_colour")
     with pytest.raises(stripe.InvalidRequestError) as unsupported:
-        client.v1.customers.create({"payment_method": "pm_card_visa"})
+        client.v1.customers.create({"payment_method": "pm_1NxYzReal"})  # a real id, not a test token
     assert unsupported.value.param == "payment_method"
     customer = client.v1.customers.create({})
     with pytest.raises(stripe.InvalidRequestError) as missing_param:

@@ -1,0 +1,15 @@
+-- Per-account settings that change how the API answers (issue 13): the account's default Stripe API
+-- version (what a request without a Stripe-Version header is rendered at, and what events say in
+-- `api_version`) and its default currency (what `balance` without `currency` is in). Written by
+-- `ledgerd api-keys create --api-version V --default-currency C`; an account without a row uses the
+-- latest version and has no default currency. The service only reads it.
+
+CREATE TABLE account_settings (
+    account          text PRIMARY KEY,
+    api_version      text,
+    default_currency text CHECK (default_currency ~ '^[a-z]{3}$'),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+REVOKE ALL ON account_settings FROM ledger_service;
+GRANT SELECT ON account_settings TO ledger_service;

@@ -1,0 +1,125 @@
+"""service.versions: the version table, resolving a request's version, and the declared gates."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledgerd.domain.errors import InvalidParameter
+from ledgerd.service import versions
+from ledgerd.service.errors import StripeError
+
+CUSTOMER = {"id": "cus_1", "object": "customer", "balance": -500, "currency": "usd", "email": None}
+
+
+def test_the_table_is_in_date_order_and_has_the_versions_the_issue_names() -> None:
+    dates = [version[:10] for version in versions.VERSIONS]
+    assert dates == sorted(dates) and len(set(versions.VERSIONS)) == len(versions.VERSIONS)
+    for version in (
+        "2017-06-05",
+        "2019-09-09",
+        "2019-10-17",
+        "2020-08-27",
+        "2025-03-31.basil",
+        "2025-09-30.clover",
+        "2026-10-28.endive",
+    ):
+        assert version in versions.KNOWN
+    assert versions.LATEST == "2026-10-28.endive"
+
+
+def test_header_overrides_the_account_default_which_overrides_the_latest() -> None:
+    assert versions.resolve("2019-09-09", "2020-08-27") == "2019-09-09"
+    assert versions.resolve(None, "2020-08-27") == "2020-08-27"
+    assert versions.resolve(None, None) == versions.LATEST
+
+
+@pytest.mark.parametrize("header", ["2019-09-10", "latest", "", "2026-10-28", "2026-10-28.ENDIVE"])
+def test_an_unknown_version_is_a_400_with_stripes_message(header: str) -> None:
+    with pytest.raises(StripeError) as caught:
+        versions.resolve(header, None)
+    assert caught.value.status == 400
+    assert caught.value.message == f"Invalid Stripe API version: {header}"
+
+
+def test_before_2019_10_17_a_customer_shows_account_balance_everywhere_in_a_body() -> None:
+    body = {"object": "list", "data": [CUSTOMER], "has_more": False, "url": "/v1/customers"}
+    old = versions.render_at(body, "2019-09-09", event_version=versions.LATEST)
+    [customer] = old["data"]
+    assert customer["account_balance"] == -500 and "balance" not in customer
+    assert versions.render_at(CUSTOMER, "2019-10-17", event_version=versions.LATEST)["balance"] == -500
+
+
+def test_before_2020_08_27_a_customer_carries_its_lists_by_default() -> None:
+    old = versions.render_at(CUSTOMER, "2020-03-02", event_version=versions.LATEST)
+    assert old["sources"] == {
+        "object": "list",
+        "data": [],
+        "has_more": False,
+        "total_count": 0,
+        "url": "/v1/customers/cus_1/sources",
+    }
+    assert old["subscriptions"]["url"] == "/v1/customers/cus_1/subscriptions"
+    assert old["tax_ids"]["data"] == [] and old["balance"] == -500
+    assert "sources" not in versions.render_at(CUSTOMER, "2020-08-27", event_version=versions.LATEST)
+
+
+def test_a_deleted_stub_and_balance_transactions_are_left_alone() -> None:
+    stub = {"id": "cus_1", "object": "customer", "deleted": True}
+    assert versions.render_at(stub, "2017-06-05", event_version=versions.LATEST) == stub
+    txn = {"object": "customer_balance_transaction", "amount": 5, "ending_balance": 5}
+    assert versions.render_at(txn, "2017-06-05", event_version=versions.LATEST) == txn
+
+
+def test_events_are_rendered_at_their_accounts_version_whatever_the_request() -> None:
+    event = {
+        "object": "event",
+        "api_version": None,
+        "data": {"object": CUSTOMER, "previous_attributes": {"balance": 0}},
+    }
+    rendered = versions.render_at(event, versions.LATEST, event_version="2019-09-09")
+    assert rendered["api_version"] == "2019-09-09"
+    assert rendered["data"]["object"]["account_balance"] == -500
+    assert rendered["data"]["previous_attributes"] == {"account_balance": 0}
+    latest = versions.render_at(event, "2019-09-09", event_version=versions.LATEST)
+    assert latest["api_version"] == versions.LATEST and latest["data"]["object"]["balance"] == -500
+
+
+def test_old_params_are_renamed_and_the_new_name_is_unknown_at_the_old_version() -> None:
+    route = ("POST", "/v1/customers")
+    params = {"account_balance": "-500", "email": "a@example.com"}
+    assert versions.downgrade_params("2019-09-09", *route, params) == {
+        "balance": "-500",
+        "email": "a@example.com",
+    }
+    assert (
+        versions.downgrade_params("2019-10-17", *route, params) == params
+    )  # unknown: the params layer says so
+    with pytest.raises(InvalidParameter) as caught:
+        versions.downgrade_params("2019-09-09", *route, {"balance": "1"})
+    assert caught.value.param == "balance" and caught.value.code == "parameter_unknown"
+    other = ("POST", "/v1/customers/{customer}/balance_transactions")
+    assert versions.downgrade_params("2019-09-09", *other, {"amount": "1"}) == {"amount": "1"}
+
+
+def test_list_total_count_is_refused_from_basil() -> None:
+    assert versions.list_total_count_allowed("2025-02-24.acacia")
+    assert not versions.list_total_count_allowed("2025-03-31.basil")
+    assert not versions.list_total_count_allowed(versions.LATEST)
+
+
+def test_check_known_names_the_latest() -> None:
+    assert versions.check_known("2019-09-09") == "2019-09-09"
+    with pytest.raises(ValueError, match=versions.LATEST):
+        versions.check_known("2019-9-9")
+
+
+def test_the_table_is_the_installed_sdks_list_of_versions() -> None:
+    """stripe-python enumerates every version in webhook endpoint create's `api_version`."""
+    import inspect
+    import re
+
+    from stripe.params import _webhook_endpoint_create_params as sdk
+
+    listed = re.findall(r'"(\d{4}-\d\d-\d\d(?:\.[a-z]+)?)"', inspect.getsource(sdk))
+    assert listed and set(listed) <= versions.KNOWN
+    assert sorted(listed, key=versions.ORDER.__getitem__)[-1] == versions.LATEST
