@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ledgerd.domain.errors import DomainError
 from ledgerd.service import versions
 from ledgerd.service.accounts import NO_SETTINGS, AccountSettings, SettingsCache
 from ledgerd.service.errors import StripeError
@@ -51,7 +52,14 @@ def fidelity_middleware(cache: SettingsCache) -> Any:
         request["account_settings"] = settings
         refuse_stripe_account(request)
         request["api_version"] = versions.resolve(request.headers.get("Stripe-Version"), settings.api_version)
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except DomainError as error:  # name the param as this version does; error_middleware answers
+            if error.param is not None:
+                error.param = versions.old_param_name(
+                    api_version_of(request), request.method, route_of(request), error.param
+                )
+            raise
         if isinstance(response, web.Response) and response.status < 400:
             render(request, response, settings)
         return response
@@ -80,6 +88,9 @@ def versioned_params(request: web.Request, params: dict[str, Any]) -> dict[str, 
     version = api_version_of(request)
     if not versions.needs_rendering(version):
         return params
-    route = request.match_info.route.resource
-    pattern = route.canonical if route is not None else request.path
-    return versions.downgrade_params(version, request.method, pattern, params)
+    return versions.downgrade_params(version, request.method, route_of(request), params)
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledgerd.domain.errors import InvalidParameter
 from ledgerd.service.errors import StripeError
 
 _TABLE = """
@@ -148,8 +147,9 @@ def downgrade_params(version: str, method: str, route: str, params: dict[str, An
             continue
         for renames in gate.renames.values():
             for current, old in renames.items():
-                if current in params:
-                    raise InvalidParameter(
+                if current in params:  # a StripeError: its param is the one sent, never renamed back
+                    raise StripeError(
+                        400,
                         f"Received unknown parameter: {current} (API version {version} calls it {old})",
                         param=current,
                         code="parameter_unknown",
@@ -157,6 +157,15 @@ def downgrade_params(version: str, method: str, route: str, params: dict[str, An
                 if old in params:
                     params = {(current if key == old else key): value for key, value in params.items()}
     return params
+
+
+def old_param_name(version: str, method: str, route: str, param: str) -> str:
+    """A rejected param as a request at `version` named it (`balance` -> `account_balance`)."""
+    for gate in gates_for(version):
+        if (method, route) in gate.params_of:
+            for renames in gate.renames.values():
+                param = renames.get(param, param)
+    return param
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -81,6 +81,9 @@ def test_a_client_pinned_to_2019_09_09_sends_and_reads_account_balance(server: S
         old.v1.customers.update(created.id, {"balance": 5})
     assert caught.value.code == "parameter_unknown" and caught.value.param == "balance"
     assert client(server, key).v1.customers.retrieve(created.id).balance == 100
+    with pytest.raises(stripe.InvalidRequestError) as caught:  # errors name the param as the version does
+        old.v1.customers.update(created.id, {"account_balance": "abc"})  # type: ignore[typeddict-unknown-key]
+    assert caught.value.code == "parameter_invalid_integer" and caught.value.param == "account_balance"
 
 
 def test_the_accounts_default_version_answers_requests_without_the_header_and_renders_events(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerd.domain.errors import InvalidParameter
 from ledgerd.service import versions
 from ledgerd.service.errors import StripeError
 
@@ -94,8 +93,9 @@ def test_old_params_are_renamed_and_the_new_name_is_unknown_at_the_old_version()
     assert (
         versions.downgrade_params("2019-10-17", *route, params) == params
     )  # unknown: the params layer says so
-    with pytest.raises(InvalidParameter) as caught:
+    with pytest.raises(StripeError) as caught:
         versions.downgrade_params("2019-09-09", *route, {"balance": "1"})
+    assert caught.value.status == 400
     assert caught.value.param == "balance" and caught.value.code == "parameter_unknown"
     other = ("POST", "/v1/customers/{customer}/balance_transactions")
     assert versions.downgrade_params("2019-09-09", *other, {"amount": "1"}) == {"amount": "1"}
@@ -123,3 +123,11 @@ def test_the_table_is_the_installed_sdks_list_of_versions() -> None:
     listed = re.findall(r'"(\d{4}-\d\d-\d\d(?:\.[a-z]+)?)"', inspect.getsource(sdk))
     assert listed and set(listed) <= versions.KNOWN
     assert sorted(listed, key=versions.ORDER.__getitem__)[-1] == versions.LATEST
+
+
+def test_a_rejected_param_is_named_as_the_version_names_it() -> None:
+    assert versions.old_param_name("2019-09-09", "POST", "/v1/customers", "balance") == "account_balance"
+    assert versions.old_param_name("2019-09-09", "POST", "/v1/customers", "email") == "email"
+    assert versions.old_param_name(versions.LATEST, "POST", "/v1/customers", "balance") == "balance"
+    other = ("POST", "/v1/customers/{customer}/balance_transactions")
+    assert versions.old_param_name("2019-09-09", *other, "balance") == "balance"
