@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledgerd.service import versions
 from ledgerd.service.errors import StripeError
@@ -131,3 +133,54 @@ def test_a_rejected_param_is_named_as_the_version_names_it() -> None:
     assert versions.old_param_name(versions.LATEST, "POST", "/v1/customers", "balance") == "balance"
     other = ("POST", "/v1/customers/{customer}/balance_transactions")
     assert versions.old_param_name("2019-09-09", *other, "balance") == "balance"
+
+
+# ---------------------------------------------------------------------------------------------------
+# properties: a gate changes customers only, and the request side undoes the response side
+# ---------------------------------------------------------------------------------------------------
+
+scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5)
+customers = st.fixed_dictionaries(
+    {"id": st.just("cus_p"), "object": st.just("customer"), "balance": st.integers(-(2**53), 2**53)},
+    optional={"currency": st.sampled_from(["usd", "eur"]), "email": scalars},
+)
+others = st.dictionaries(st.sampled_from(["object", "amount", "balance", "x"]), scalars, max_size=4).filter(
+    lambda d: d.get("object") not in ("customer", "event")
+)
+bodies = st.recursive(
+    customers | others,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["data", "y"]), inner, max_size=2)
+    ),
+    max_leaves=8,
+)
+
+
+@given(body=bodies, version=st.sampled_from(versions.VERSIONS))
+def test_the_latest_version_is_the_identity_and_non_customers_pass_through(
+    body: object, version: str
+) -> None:
+    assert versions.render_at(body, versions.LATEST, event_version=versions.LATEST) == body
+    rendered = versions.render_at(body, version, event_version=versions.LATEST)
+
+    def customers_of(value: object) -> list[dict[str, object]]:
+        if isinstance(value, list):
+            return [c for item in value for c in customers_of(item)]
+        if isinstance(value, dict):
+            inner = [c for item in value.values() for c in customers_of(item)]
+            return [value, *inner] if value.get("object") == "customer" else inner
+        return []
+
+    for before, after in zip(customers_of(body), customers_of(rendered), strict=True):
+        renamed = versions.older(version, "2019-10-17")
+        assert after["account_balance" if renamed else "balance"] == before["balance"]
+        assert ("balance" in after) is not renamed
+
+
+@given(balance=st.integers(-(2**53), 2**53), version=st.sampled_from(versions.VERSIONS))
+def test_what_a_version_reads_back_it_can_send(balance: int, version: str) -> None:
+    shown = versions.render_at(
+        {"id": "cus_p", "object": "customer", "balance": balance}, version, event_version=versions.LATEST
+    )
+    sent = {name: shown[name] for name in ("balance", "account_balance") if name in shown}
+    assert versions.downgrade_params(version, "POST", "/v1/customers", sent) == {"balance": balance}
