@@ -13,3 +13,9 @@ CREATE TABLE account_settings (
 
 REVOKE ALL ON account_settings FROM ledger_service;
 GRANT SELECT ON account_settings TO ledger_service;
+
+-- Multi-currency balances: a customer has one ledger per currency. `balance`/`currency` stay the
+-- customer's own currency's; `balances` holds every currency's balance (projections/customers.py).
+-- Until now a customer had one currency, so its balances are {currency: balance}.
+ALTER TABLE customers ADD COLUMN balances jsonb NOT NULL DEFAULT '{}'::jsonb;
+UPDATE customers SET balances = jsonb_build_object(currency, balance) WHERE currency IS NOT NULL;

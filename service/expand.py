@@ -101,13 +101,14 @@ def cannot_expand(path: str, shown: str, root: Node) -> InvalidParameter:
 # applying a tree to a rendered response
 # ---------------------------------------------------------------------------------------------------
 
-CustomerLoader = Callable[[str], Awaitable[dict[str, Any] | None]]
+# A customer object and its balance in every currency (the `balances` of its projection row).
+CustomerLoader = Callable[[str], Awaitable[tuple[dict[str, Any], Mapping[str, int]] | None]]
 
 
-def invoice_credit_balance(customer: Mapping[str, Any]) -> dict[str, int]:
-    """Stripe's map currency -> credit; positive = credit, the opposite sign of `balance`."""
-    currency = customer.get("currency")
-    return {} if currency is None else {currency: -customer["balance"]}
+def invoice_credit_balance(balances: Mapping[str, int]) -> dict[str, int]:
+    """Stripe's map currency -> credit, every currency the customer has a ledger in; positive = credit,
+    the opposite sign of `balance`."""
+    return {currency: -amount for currency, amount in balances.items()}
 
 
 def tax(customer: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,12 +131,12 @@ def empty_list(customer: Mapping[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-async def expand_customer(customer: dict[str, Any], tree: Tree) -> dict[str, Any]:
+def expand_customer(customer: dict[str, Any], tree: Tree, balances: Mapping[str, int]) -> dict[str, Any]:
     if customer.get("deleted") is True or not tree:
         return customer
     expanded = dict(customer)
     if "invoice_credit_balance" in tree:
-        expanded["invoice_credit_balance"] = invoice_credit_balance(customer)
+        expanded["invoice_credit_balance"] = invoice_credit_balance(balances)
     if "tax" in tree:
         expanded["tax"] = tax(customer)
     for name in ("tax_ids", "sources", "subscriptions"):
@@ -149,20 +150,11 @@ async def expand_transaction(
 ) -> dict[str, Any]:
     if "customer" not in tree or not isinstance(transaction.get("customer"), str):
         return transaction
-    customer = await load_customer(transaction["customer"])
-    if customer is None:
+    loaded = await load_customer(transaction["customer"])
+    if loaded is None:
         return transaction
-    return dict(transaction, customer=await expand_customer(customer, tree["customer"]))
-
-
-async def expand_items(
-    body: dict[str, Any], tree: Tree, expand_one: Callable[[dict[str, Any], Tree], Awaitable[dict[str, Any]]]
-) -> dict[str, Any]:
-    """A list or search result: `data.<path>` applies to every item (total_count is the caller's)."""
-    items = tree.get("data")
-    if not items:
-        return body
-    return dict(body, data=[await expand_one(item, items) for item in body["data"]])
+    customer, balances = loaded
+    return dict(transaction, customer=expand_customer(customer, tree["customer"], balances))
 
 
 def expandable_paths(root: Node, prefix: str = "", depth: int = MAX_DEPTH) -> list[str]:

@@ -661,7 +661,8 @@ def transaction_create_params() -> Schema:
             "currency": {
                 "type": "string",
                 "enum": CURRENCIES,
-                "description": "Must match the customer's currency once it has one (400 currency_mismatch).",
+                "description": "The ledger it applies to: a customer has one per currency (its `balance` is its own "
+                "currency's; expand `invoice_credit_balance` for all); the first one sets the customer's currency.",
             },
             "description": unsettable(
                 text(validation.TRANSACTION_DESCRIPTION_MAX), "An arbitrary string attached to the entry."

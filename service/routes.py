@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
 import msgspec
 from aiohttp import web
 
-from ledgerd.domain.customer import DeleteCustomer
+from ledgerd.domain.customer import DeleteCustomer, ledgers
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
-from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from ledgerd.projections.objects import (
+    as_json,
+    render_balance_transaction,
+    render_customer,
+    render_deleted_customer,
+)
 from ledgerd.projections.sql import Rows
 from ledgerd.service import audit, expand, forms, params, search, versions
 from ledgerd.service.commands.handle import handle
@@ -193,11 +198,19 @@ async def customer_row(conn: Any, request: web.Request, customer_id: str) -> asy
     return row
 
 
-def render_customer_of(rows: Rows) -> dict[str, Any]:
-    [row] = (row for (table, _), row in rows.items() if table == "customers")
+def customer_object(row: Mapping[str, Any], tree: expand.Tree) -> dict[str, Any]:
+    """The customer object of a `customers` row, with what `tree` expands (the deleted stub if deleted)."""
     if row["deleted"]:
         return render_deleted_customer(row["id"])
-    return render_customer(row)
+    return expand.expand_customer(render_customer(row), tree, as_json(row["balances"]))
+
+
+def customer_renderer(tree: expand.Tree) -> Renderer:
+    def render(rows: Rows) -> dict[str, Any]:
+        [row] = (row for (table, _), row in rows.items() if table == "customers")
+        return customer_object(row, tree)
+
+    return render
 
 
 def transaction_renderer(transaction_id: str) -> Renderer:
@@ -228,28 +241,14 @@ def expansion_of(payload: dict[str, Any], root: expand.Node) -> expand.Tree:
     return expand.parse(params.check_expand(payload), root)
 
 
-def customer_expander(tree: expand.Tree) -> Expander | None:
-    if not tree:
-        return None
-
-    async def run(body: dict[str, Any]) -> dict[str, Any]:
-        return await expand.expand_customer(body, tree)
-
-    return run
-
-
 def customer_loader(request: web.Request) -> expand.CustomerLoader:
     """The customer object of this account by id (each loaded once per request)."""
-    loaded: dict[str, dict[str, Any] | None] = {}
+    loaded: dict[str, tuple[dict[str, Any], Mapping[str, int]] | None] = {}
 
-    async def load(customer_id: str) -> dict[str, Any] | None:
+    async def load(customer_id: str) -> tuple[dict[str, Any], Mapping[str, int]] | None:
         if customer_id not in loaded:
             row = await customer_row(pool_of(request), request, customer_id)
-            loaded[customer_id] = (
-                None
-                if row is None
-                else render_deleted_customer(customer_id) if row["deleted"] else render_customer(row)
-            )
+            loaded[customer_id] = None if row is None else (customer_object(row, {}), as_json(row["balances"]))
         return loaded[customer_id]
 
     return load
@@ -309,7 +308,7 @@ async def create_customer(request: web.Request) -> web.Response:
         livemode=request["livemode"],
         default_currency=settings_of(request).default_currency,
     )
-    return await run_command(request, command, payload, render_customer_of, customer_expander(tree))
+    return await run_command(request, command, payload, customer_renderer(tree))
 
 
 @routes.get("/v1/customers/search")
@@ -334,12 +333,12 @@ async def search_customers(request: web.Request) -> web.Response:
     next_page = search.encode_page(rows[-1]["position"]) if has_more and rows else None
     body = {
         "object": "search_result",
-        "data": [render_customer(row) for row in rows],
+        "data": [customer_object(row, tree.get("data", {})) for row in rows],
         "has_more": has_more,
         "next_page": next_page,
         "url": "/v1/customers/search",
     }
-    return await expanded_list(body, tree, customer_expander(tree.get("data", {})), total_count)
+    return await expanded_list(body, tree, None, total_count)
 
 
 @routes.get("/v1/customers")
@@ -355,9 +354,9 @@ async def list_customers(request: web.Request) -> web.Response:
     query.created(options.created)
     total_count = await query.count(pool_of(request)) if "total_count" in tree else None
     rows, has_more = await query.fetch(pool_of(request), options)
-    items = [render_customer(row) for row in rows]
+    items = [customer_object(row, tree.get("data", {})) for row in rows]
     body = {"object": "list", "data": items, "has_more": has_more, "url": "/v1/customers"}
-    return await expanded_list(body, tree, customer_expander(tree.get("data", {})), total_count)
+    return await expanded_list(body, tree, None, total_count)
 
 
 @routes.get("/v1/customers/{customer}")
@@ -367,17 +366,17 @@ async def retrieve_customer(request: web.Request) -> web.Response:
     as_of = pop_as_of(payload)
     if as_of is not None:
         async with pool_of(request).acquire() as conn:
-            past = await audit.customer_as_of(
+            past = await audit.customer_state_as_of(
                 conn, request["account"], request["livemode"], customer_id, as_of
             )
         if past is None:
             raise customer_missing(customer_id)
-        return json_response(200, msgspec.json.encode(await expand.expand_customer(past, tree)))
+        then = expand.expand_customer(audit.render_state(past), tree, ledgers(past))
+        return json_response(200, msgspec.json.encode(then))
     row = await customer_row(pool_of(request), request, customer_id)
     if row is None:
         raise customer_missing(customer_id)
-    body = render_deleted_customer(customer_id) if row["deleted"] else render_customer(row)
-    return json_response(200, msgspec.json.encode(await expand.expand_customer(body, tree)))
+    return json_response(200, msgspec.json.encode(customer_object(row, tree)))
 
 
 @routes.post("/v1/customers/{customer}")
@@ -391,14 +390,14 @@ async def update_customer(request: web.Request) -> web.Response:
         occurred_at_us=now_us(),
         default_currency=settings_of(request).default_currency,
     )
-    return await run_command(request, command, payload, render_customer_of, customer_expander(tree))
+    return await run_command(request, command, payload, customer_renderer(tree))
 
 
 @routes.delete("/v1/customers/{customer}")
 async def delete_customer(request: web.Request) -> web.Response:
     payload, _ = await read_only_expand(request, expand.CUSTOMER)  # a deleted stub expands nothing
     command = DeleteCustomer(customer_id=path_id(request, "customer", "id"), occurred_at=now_us())
-    return await run_command(request, command, payload, render_customer_of)
+    return await run_command(request, command, payload, customer_renderer({}))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -307,3 +307,40 @@ def test_stripe_test_tokens_create_a_customer_and_other_payment_values_stay_unsu
     by_token = sdk.v1.customers.create({"email": "tok@example.com", "source": "tok_visa"})
     assert by_pm.default_source is None and by_token.default_source is None  # nothing is stored
     assert by_pm.invoice_settings.default_payment_method is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# multi-currency balances
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_a_customer_has_one_ledger_per_currency(server: Server) -> None:
+    key = new_key(server)
+    sdk = client(server, key)
+    customer = sdk.v1.customers.create({"balance": 1000, "currency": "usd"})  # type: ignore[typeddict-unknown-key]
+    eur = sdk.v1.customers.balance_transactions.create(customer.id, {"amount": -300, "currency": "eur"})
+    assert (eur.currency, eur.ending_balance) == ("eur", -300)
+    more = sdk.v1.customers.balance_transactions.create(customer.id, {"amount": -200, "currency": "eur"})
+    assert more.ending_balance == -500  # the eur ledger's own chain
+    usd = sdk.v1.customers.balance_transactions.create(customer.id, {"amount": 5, "currency": "usd"})
+    assert usd.ending_balance == 1005
+    fetched = sdk.v1.customers.retrieve(customer.id, {"expand": ["invoice_credit_balance"]})
+    assert (fetched.balance, fetched.currency) == (1005, "usd")  # the customer's own currency's
+    assert fetched.invoice_credit_balance.to_dict() == {"usd": -1005, "eur": 500}  # positive = credit
+    listed = sdk.v1.customers.list({"expand": ["data.invoice_credit_balance"]}).data
+    assert [c.invoice_credit_balance.to_dict() for c in listed] == [{"usd": -1005, "eur": 500}]
+    entry = sdk.v1.customers.balance_transactions.retrieve(customer.id, eur.id, {"expand": ["customer"]})
+    assert entry.customer.balance == 1005
+    # an eur entry leaves the customer's balance alone: no customer.updated for it
+    events = raw(server, key, "GET", "/v1/events").json()["data"]
+    updates = [event for event in events if event["type"] == "customer.updated"]
+    assert [event["data"]["previous_attributes"] for event in updates] == [{"balance": 1000}]
+    # the past, folded from the log, per currency too
+    then = raw(
+        server, key, "GET", f"/v1/customers/{customer.id}",
+        params={"as_of": str(eur.created), "expand[]": "invoice_credit_balance"},
+    ).json()
+    assert then["invoice_credit_balance"]["usd"] in (-1000, -1005)
+    # and the audit holds: every currency's chain, the projections against a replay
+    done = cli(server, "verify", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr

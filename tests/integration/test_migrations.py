@@ -74,6 +74,7 @@ customers.metadata jsonb NOT NULL
 customers.external_id text NULL
 customers.balance bigint NOT NULL
 customers.currency text NULL
+customers.balances jsonb NOT NULL '{}'::jsonb
 events.position bigint NOT NULL IDENTITY
 events.tx_id bigint NOT NULL ((pg_current_xact_id())::text)::bigint
 events.stream_id text NOT NULL

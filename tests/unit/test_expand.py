@@ -68,14 +68,19 @@ def test_more_than_four_levels_is_property_expansion_max_depth() -> None:
     expand.parse(("data.customer.invoice_settings.default_payment_method",), expand.BALANCE_TRANSACTION_LIST)
 
 
-def test_invoice_credit_balance_is_the_opposite_sign_of_balance() -> None:
-    assert expand.invoice_credit_balance(CUSTOMER) == {"usd": 500}
-    assert expand.invoice_credit_balance({**CUSTOMER, "balance": 0, "currency": None}) == {}
+def test_invoice_credit_balance_is_every_ledger_with_the_opposite_sign_of_balance() -> None:
+    assert expand.invoice_credit_balance({"usd": -500}) == {"usd": 500}
+    assert expand.invoice_credit_balance({"usd": -500, "eur": 20, "jpy": 0}) == {
+        "usd": 500,
+        "eur": -20,
+        "jpy": 0,
+    }
+    assert expand.invoice_credit_balance({}) == {}
 
 
 def test_expanding_a_customer_adds_only_what_was_asked() -> None:
     tree = expand.parse(("tax", "tax_ids", "sources", "subscriptions"), expand.CUSTOMER)
-    expanded = asyncio.run(expand.expand_customer(CUSTOMER, tree))
+    expanded = expand.expand_customer(CUSTOMER, tree, {"usd": -500})
     assert expanded["tax"] == {
         "automatic_tax": "unrecognized_location",
         "ip_address": None,
@@ -97,14 +102,14 @@ def test_a_transactions_customer_is_loaded_and_expanded_itself() -> None:
     txn = {"object": "customer_balance_transaction", "customer": "cus_1"}
     loaded: list[str] = []
 
-    async def load(customer_id: str) -> dict[str, Any] | None:
+    async def load(customer_id: str) -> tuple[dict[str, Any], dict[str, int]] | None:
         loaded.append(customer_id)
-        return CUSTOMER
+        return CUSTOMER, {"usd": -500, "eur": 7}
 
     tree = expand.parse(("customer.invoice_credit_balance",), expand.BALANCE_TRANSACTION)
     expanded = asyncio.run(expand.expand_transaction(txn, tree, load))
     assert loaded == ["cus_1"]
-    assert expanded["customer"] == {**CUSTOMER, "invoice_credit_balance": {"usd": 500}}
+    assert expanded["customer"] == {**CUSTOMER, "invoice_credit_balance": {"usd": 500, "eur": -7}}
 
 
 def test_expandable_paths_lists_every_path_for_the_document() -> None:
