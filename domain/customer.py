@@ -2,7 +2,9 @@
 
 Sign convention (Stripe's): a positive balance means the customer owes you; a negative balance is a
 credit the customer can spend. Every balance change is a ledger entry (`BalanceAdjusted`) whose
-`ending_balance` is the previous balance plus its `amount`.
+`ending_balance` is the previous balance *in its currency* plus its `amount`: a customer has one ledger
+per currency. `currency` and `balance` are the customer's own currency's (the first one set); an entry
+in another currency goes to that currency's ledger (Stripe's `invoice_credit_balance` buckets).
 
 `decide` never performs I/O; time and new ids arrive inside the command. `evolve` never validates or
 raises: history is history.
@@ -87,6 +89,8 @@ class UpdateCustomer(Command, frozen=True, kw_only=True, tag="UpdateCustomer"):
     balance: int | UnsetType = UNSET
     currency: str | UnsetType = UNSET
     adjustment_transaction_id: str | None = None  # required when balance changes
+    # The account's default currency: what a balance change is in when the customer has no currency yet.
+    default_currency: str | None = None
 
 
 class DeleteCustomer(Command, frozen=True, kw_only=True, tag="DeleteCustomer"):
@@ -202,6 +206,22 @@ class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
     currency: str | None = None
     balance: int = 0
     entries: int = 0
+    # Every currency's balance, the customer's own currency's included once it has an entry. A snapshot
+    # written before this field existed decodes it empty; `ledgers` adds `currency: balance` anyway.
+    balances: dict[str, int] = {}
+
+
+def ledgers(state: CustomerState) -> dict[str, int]:
+    """The customer's balance in every currency it has (its own currency first)."""
+    own = {} if state.currency is None else {state.currency: state.balance}
+    return {**own, **{code: amount for code, amount in state.balances.items() if code not in own}}
+
+
+def balance_in(state: CustomerState, currency: str) -> int:
+    """The balance of the customer's ledger in `currency` (0 if it has none)."""
+    if state.currency is None or currency == state.currency:
+        return state.balance
+    return state.balances.get(currency, 0)
 
 
 class BalanceTransactionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -249,12 +269,14 @@ def evolve(state: CustomerState, event: AnyEvent) -> CustomerState:
     if isinstance(event, CustomerDeleted):
         return msgspec.structs.replace(state, version=version, deleted=True)
     if isinstance(event, BalanceAdjusted):
+        currency = state.currency or event.currency
         return msgspec.structs.replace(
             state,
             version=version,
-            balance=event.ending_balance,
-            currency=state.currency or event.currency,
+            balance=event.ending_balance if event.currency == currency else state.balance,
+            currency=currency,
             entries=state.entries + 1,
+            balances={**state.balances, event.currency: event.ending_balance},
         )
     return msgspec.structs.replace(state, version=version)
 
@@ -387,6 +409,8 @@ def decide_update(command: UpdateCustomer, state: CustomerState) -> list[AnyEven
             )
         )
     if command.balance is not UNSET and command.balance != state.balance:
+        if currency is None:  # the entry sets the customer's currency, as a first balance transaction does
+            currency = command.default_currency
         if currency is None:
             raise InvalidParameter(
                 "Setting a balance requires the customer to have a currency; pass `currency`.",
@@ -421,13 +445,7 @@ def decide_delete(command: DeleteCustomer, state: CustomerState) -> list[AnyEven
 
 def decide_adjust(command: AdjustBalance, state: CustomerState) -> list[AnyEvent]:
     require_live_customer(state, command.customer_id, "customer")
-    if state.currency is not None and command.currency != state.currency:
-        raise CurrencyMismatch(
-            f"The customer's balance is in '{state.currency}'; a balance transaction in "
-            f"'{command.currency}' cannot be combined with it.",
-            param="currency",
-        )
-    ending_balance = state.balance + command.amount
+    ending_balance = balance_in(state, command.currency) + command.amount  # that currency's ledger
     if not balance_in_bounds(ending_balance):
         raise BalanceOverflow(
             f"This transaction would move the balance to {ending_balance}, outside the supported "

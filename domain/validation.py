@@ -43,6 +43,11 @@ AMOUNT_TAX_DISPLAY = frozenset({"exclude_tax", "include_inclusive_tax"})
 MAX_CUSTOM_FIELDS = 4
 MAX_LOCALES = 20
 LOCALE = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+# An address as Stripe accepts one (else 400 email_invalid): an ASCII dot-atom local part, "@", and a
+# domain of two or more DNS labels, so `x@com`, `@localhost`, a fullwidth at sign (U+FF20) or a stray space are refused.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
 
 
 def validate(command: AnyCommand) -> None:
@@ -119,10 +124,17 @@ def validate_metadata(metadata: Mapping[str, str | None]) -> None:
         validate_text(value, param, METADATA_VALUE_MAX)
 
 
+def validate_email(email: str | None) -> None:
+    if email is not None and not EMAIL.fullmatch(email):
+        shown = email if len(email) <= 100 else email[:100] + "..."
+        raise InvalidParameter(f"Invalid email address: {shown}", param="email", code="email_invalid")
+
+
 def validate_profile(profile: Profile) -> None:
     for field, max_length in MAX_LENGTHS.items():
         if field in Profile.__struct_fields__:
             validate_text(getattr(profile, field), field, max_length)
+    validate_email(profile.email)
     validate_address(profile.address, "address")
     validate_shipping(profile.shipping)
     validate_invoice_prefix(profile.invoice_prefix)
@@ -138,6 +150,8 @@ def validate_patch(patch: ProfilePatch) -> None:
         value = getattr(patch, field, UNSET)
         if value is not UNSET:
             validate_text(value, field, max_length)
+    if patch.email is not UNSET:
+        validate_email(patch.email)
     if patch.address is not UNSET:
         validate_address(patch.address, "address")
     if patch.shipping is not UNSET:

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ledgerd.domain.customer import CustomerState
+from ledgerd.domain.customer import CustomerState, ledgers
 
 TABLE = "customers"
 TABLES = (TABLE,)
@@ -42,8 +42,9 @@ COLUMNS = (
     "external_id",
     "balance",
     "currency",
+    "balances",
 )
-JSONB_COLUMNS = frozenset({"address", "shipping", "invoice_settings", "preferred_locales", "metadata"})
+JSONB_COLUMNS = frozenset({"address", "shipping", "invoice_settings", "preferred_locales", "metadata", "balances"})
 # What a later command may change; id, account, livemode, position and created are fixed at creation.
 MUTABLE_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "account", "livemode", "position", "created"))
 
@@ -65,4 +66,5 @@ def row(state: CustomerState, position: int | None = None) -> dict[str, Any]:
         **profile,
         "balance": state.balance,
         "currency": state.currency,
+        "balances": ledgers(state),  # every currency's ledger: Stripe's invoice_credit_balance (negated)
     }

@@ -5,7 +5,8 @@ Rendered from the rows the customer and ledger projections hold after the whole 
   CustomerCreated            -> customer.created
   CustomerUpdated            -> customer.updated (previous_attributes = old values of changed fields)
   CustomerDeleted            -> customer.deleted (data.object = the customer as it was)
-  BalanceAdjusted            -> customer.updated (previous_attributes.balance) and
+  BalanceAdjusted            -> customer.updated (previous_attributes.balance; not for an entry in another
+                                currency than the customer's) and
                                 customer_balance_transaction.created (an extension; Stripe has none)
   BalanceTransactionUpdated  -> customer_balance_transaction.updated (extension)
 """
@@ -153,7 +154,8 @@ def entries(
         case BalanceAdjusted():
             txn = render_balance_transaction(transactions[event.transaction_id])
             found: list[tuple[str, str, dict[str, Any]]] = []
-            if event.type != "initial":
+            # An entry in another currency than the customer's leaves `balance` as it was.
+            if event.type != "initial" and event.currency == customer["currency"]:
                 previous = {"balance": event.ending_balance - event.amount}
                 found.append(
                     (

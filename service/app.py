@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ledgerd.service.accounts import SettingsCache
 from ledgerd.service.auth import KeyCache, authenticate
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.runner import Runner, SoloRunner
@@ -23,6 +24,7 @@ from ledgerd.service.config import Config
 from ledgerd.service.errors import StripeError, error_middleware, unavailable
 from ledgerd.service.explorer import DOCS_PATH, DOCS_PREFIX
 from ledgerd.service.explorer import add_routes as add_explorer_routes
+from ledgerd.service.fidelity import fidelity_middleware, version_header
 from ledgerd.service.migrate import MigrationError, migrate
 from ledgerd.service.observability import Metrics, access_middleware, configure_logging
 from ledgerd.service.openapi import openapi_view
@@ -321,6 +323,8 @@ def create_app(config: Config) -> web.Application:
     limiter = limiter_for(config.rate_limit_rps, config.rate_limit_burst)
     if limiter is not None:  # after auth (the bucket is the key's), before idempotency (in the handlers)
         middlewares.append(rate_limit_middleware(limiter))
+    # Stripe fidelity (issue 13): account settings, API version, Stripe-Account; after auth and the limiter.
+    middlewares.append(fidelity_middleware(SettingsCache(config.api_key_cache_ttl_s)))
     app = web.Application(
         client_max_size=config.max_body_bytes,
         handler_args=HANDLER_ARGS,
@@ -330,6 +334,7 @@ def create_app(config: Config) -> web.Application:
     app["metrics"] = metrics
     app["database"] = Database()
     app["pool"] = None  # until establish() has one: API calls are a 503 meanwhile
+    app.on_response_prepare.append(version_header)  # Stripe-Version on every answered request
     app.cleanup_ctx.append(pool_context(config))
     app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)

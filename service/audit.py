@@ -14,7 +14,8 @@ reordered or inserted.
   event has a stream row.
 * **invariants** - ledger invariants in SQL, in the same snapshot, on the balance ledger and on the log
   itself: balance = sum of the customer's entries = the last entry's ending_balance; every entry's
-  ending_balance = the previous ending_balance + its amount (from 0); one currency per customer.
+  ending_balance = the previous ending_balance in its currency + its amount (from 0): one ledger per
+  currency; the customer's own currency is fixed by the first one set.
 * **digest** (with `--digest FILE`) - the log up to the digest's position is exactly the log the digest
   was taken from: same number of events, same hash over their hashes in the gap-safe global order. This
   catches what per-stream chains cannot: a whole stream removed, a stream's tail cut off (with its stream
@@ -72,6 +73,7 @@ import msgspec
 from ledgerd.domain.customer import (
     INITIAL_STATE,
     CustomerState,
+    ledgers,
 )
 from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, canonical_bytes
 from ledgerd.projections import PROJECTION_TABLES, Fold, command_of
@@ -535,11 +537,30 @@ SQL_BALANCE_VS_ENTRIES = """
 SELECT c.id, c.balance, coalesce(s.total, 0) AS total, coalesce(s.last_ending, 0) AS last_ending,
        coalesce(s.entries, 0) AS entries
 FROM customers c
-LEFT JOIN (SELECT customer_id, sum(amount) AS total, count(*) AS entries,
+LEFT JOIN (SELECT customer_id, currency, sum(amount) AS total, count(*) AS entries,
                   (array_agg(ending_balance ORDER BY version DESC))[1] AS last_ending
-           FROM balance_transactions GROUP BY customer_id) s ON s.customer_id = c.id
+           FROM balance_transactions GROUP BY customer_id, currency) s
+       ON s.customer_id = c.id AND s.currency = c.currency
 WHERE c.balance <> coalesce(s.total, 0) OR c.balance <> coalesce(s.last_ending, 0)
 ORDER BY c.id LIMIT $1
+"""
+# One ledger per currency (`balances`): each currency's balance is the sum of its entries and the last
+# entry's ending_balance; every currency with entries (and the customer's own) has a balance.
+SQL_LEDGERS_VS_ENTRIES = """
+SELECT c.id, k.currency, c.balances -> k.currency AS recorded, coalesce(s.total, 0) AS total,
+       coalesce(s.last_ending, 0) AS last_ending, coalesce(s.entries, 0) AS entries
+FROM customers c
+CROSS JOIN LATERAL (SELECT jsonb_object_keys(c.balances) AS currency
+                    UNION SELECT b.currency FROM balance_transactions b WHERE b.customer_id = c.id
+                    UNION SELECT c.currency WHERE c.currency IS NOT NULL) k
+LEFT JOIN (SELECT customer_id, currency, sum(amount) AS total, count(*) AS entries,
+                  (array_agg(ending_balance ORDER BY version DESC))[1] AS last_ending
+           FROM balance_transactions GROUP BY customer_id, currency) s
+       ON s.customer_id = c.id AND s.currency = k.currency
+WHERE jsonb_typeof(c.balances -> k.currency) IS DISTINCT FROM 'number'
+   OR (c.balances ->> k.currency)::numeric <> coalesce(s.total, 0)
+   OR coalesce(s.total, 0) <> coalesce(s.last_ending, 0)
+ORDER BY c.id, k.currency LIMIT $1
 """
 SQL_ENTRIES_WITHOUT_CUSTOMER = """
 SELECT b.customer_id, count(*) AS entries FROM balance_transactions b
@@ -549,24 +570,26 @@ GROUP BY b.customer_id ORDER BY 1 LIMIT $1
 SQL_ENTRY_CHAIN = """
 SELECT id, customer_id, version, amount, ending_balance, previous FROM (
     SELECT b.id, b.customer_id, b.version, b.amount, b.ending_balance,
-           lag(b.ending_balance, 1, 0::bigint) OVER (PARTITION BY b.customer_id ORDER BY b.version) AS previous
+           lag(b.ending_balance, 1, 0::bigint)
+               OVER (PARTITION BY b.customer_id, b.currency ORDER BY b.version) AS previous
     FROM balance_transactions b) x
 WHERE ending_balance::numeric <> previous::numeric + amount
 ORDER BY customer_id, version LIMIT $1
 """
+# A customer with entries has a currency: the one its first entry set, unless it had one already.
 SQL_CURRENCY_FIXED = """
 SELECT b.customer_id, array_agg(DISTINCT b.currency ORDER BY b.currency) AS currencies, c.currency
 FROM balance_transactions b JOIN customers c ON c.id = b.customer_id
 GROUP BY b.customer_id, c.currency
-HAVING count(DISTINCT b.currency) > 1 OR min(b.currency) IS DISTINCT FROM c.currency
+HAVING c.currency IS NULL
 ORDER BY 1 LIMIT $1
 """
 # The log itself: the same arithmetic over the BalanceAdjusted events (schema v1 fields) ...
 SQL_LOG_ENTRY_CHAIN = """
 SELECT stream_id, stream_version, event_id, amount, ending, previous FROM (
     SELECT stream_id, stream_version, event_id, amount, ending,
-           lag(ending, 1, 0::numeric) OVER (PARTITION BY stream_id ORDER BY stream_version) AS previous
-    FROM (SELECT stream_id, stream_version, event_id,
+           lag(ending, 1, 0::numeric) OVER (PARTITION BY stream_id, currency ORDER BY stream_version) AS previous
+    FROM (SELECT stream_id, stream_version, event_id, data->>'currency' AS currency,
                  CASE WHEN jsonb_typeof(data->'amount') = 'number' THEN (data->>'amount')::numeric END AS amount,
                  CASE WHEN jsonb_typeof(data->'ending_balance') = 'number'
                       THEN (data->>'ending_balance')::numeric END AS ending
@@ -574,8 +597,9 @@ SELECT stream_id, stream_version, event_id, amount, ending, previous FROM (
 WHERE amount IS NULL OR ending IS NULL OR previous IS NULL OR ending <> previous + amount
 ORDER BY stream_id, stream_version LIMIT $1
 """
-# ... and one currency per stream: the first one set (at creation, by an update, or by the first
-# entry) is the only one any later event may name.
+# ... and one customer currency per stream: the first one set (at creation, by an update, or by the
+# first entry) is the only one a later CustomerCreated/CustomerUpdated may name (entries in other
+# currencies go to their own ledgers).
 SQL_LOG_CURRENCY_FIXED = """
 SELECT stream_id, stream_version, event_id, event_type, currency, fixed FROM (
     SELECT stream_id, stream_version, event_id, event_type, currency,
@@ -585,30 +609,35 @@ SELECT stream_id, stream_version, event_id, event_type, currency, fixed FROM (
                                  ELSE data->>'currency' END AS currency
           FROM events WHERE event_type IN ('CustomerCreated', 'CustomerUpdated', 'BalanceAdjusted')) e
     WHERE currency IS NOT NULL) x
-WHERE currency <> fixed
+WHERE currency <> fixed AND event_type <> 'BalanceAdjusted'
 ORDER BY stream_id, stream_version LIMIT $1
 """
+
+
+def balance_mismatch(row: asyncpg.Record, field: str, shown: str, found: Any) -> Problem:
+    """A customer's balance (column `field`) that its ledger entries do not add up to."""
+    return Problem(
+        "invariants",
+        "balance_mismatch",
+        f"customer {row['id']}: {shown}, but its {row['entries']} ledger entries sum to {row['total']} and "
+        f"the last ending_balance is {row['last_ending']}",
+        stream_id=row["id"],
+        table="customers",
+        key=row["id"],
+        fields=[field],
+        expected=int(row["total"]),
+        found=found,
+    )
 
 
 async def check_invariants(conn: asyncpg.Connection, *, limit: int = DEFAULT_LIMIT) -> CheckResult:
     started = time.monotonic()
     result = CheckResult("invariants")
     for row in await conn.fetch(SQL_BALANCE_VS_ENTRIES, limit + 1):
-        result.add(
-            Problem(
-                "invariants",
-                "balance_mismatch",
-                f"customer {row['id']}: balance {row['balance']}, but its {row['entries']} ledger entries sum "
-                f"to {row['total']} and the last ending_balance is {row['last_ending']}",
-                stream_id=row["id"],
-                table="customers",
-                key=row["id"],
-                fields=["balance"],
-                expected=int(row["total"]),
-                found=row["balance"],
-            ),
-            limit,
-        )
+        result.add(balance_mismatch(row, "balance", f"balance {row['balance']}", row["balance"]), limit)
+    for row in await conn.fetch(SQL_LEDGERS_VS_ENTRIES, limit + 1):
+        shown = f"balance in {row['currency']} {row['recorded']}"
+        result.add(balance_mismatch(row, "balances", shown, row["recorded"]), limit)
     for row in await conn.fetch(SQL_ENTRIES_WITHOUT_CUSTOMER, limit + 1):
         result.add(
             Problem(
@@ -642,7 +671,7 @@ async def check_invariants(conn: asyncpg.Connection, *, limit: int = DEFAULT_LIM
             Problem(
                 "invariants",
                 "currency_not_fixed",
-                f"customer {row['customer_id']} (currency {row['currency']}) has ledger entries in "
+                f"customer {row['customer_id']} has no currency but ledger entries in "
                 f"{', '.join(row['currencies'])}",
                 stream_id=row["customer_id"],
                 table="balance_transactions",
@@ -1642,14 +1671,20 @@ async def customer_as_of(
     folded from the log (from the head's snapshot or a checkpoint where possible, in a worker thread:
     service/history.py); the deleted stub if it had been deleted by then; None if it did not exist yet
     (or belongs to another account or mode)."""
+    state = await customer_state_as_of(conn, account, livemode, customer_id, as_of_unix_s)
+    return None if state is None else render_state(state)
+
+
+async def customer_state_as_of(
+    conn: Queryable, account: str, livemode: bool, customer_id: str, as_of_unix_s: int
+) -> CustomerState | None:
+    """The customer's folded state at the end of second `as_of_unix_s` (see customer_as_of)."""
     head = await history.stream_head(conn, customer_id, account, livemode)
     if head is None:
         return None
     at = to_timestamp(min(max(end_of_second(as_of_unix_s), 0), MAX_US))
     state = await history.state_at(conn, customer_id, await history.version_at(conn, customer_id, at), head)
-    if not owned(state, account, livemode):
-        return None
-    return render_state(state)
+    return state if owned(state, account, livemode) else None
 
 
 def fold_chunk(fold: Fold, held: list[RecordedEvent], rows: Sequence[Any], last: bool) -> list[RecordedEvent]:
@@ -1711,6 +1746,7 @@ class BalanceAt:
     version: int
     entries: int
     account: str | None
+    balances: dict[str, int]  # every currency's ledger
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "at": utc_text(self.at_us)}
@@ -1730,6 +1766,7 @@ async def balance_at(conn: Queryable, customer_id: str, at_us: int) -> BalanceAt
         version=state.version,
         entries=state.entries,
         account=state.account or None,
+        balances=ledgers(state),
     )
 
 

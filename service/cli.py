@@ -5,6 +5,7 @@ ledgerd serve --ephemeral [--port 0] [--strict]       a throwaway ledger for tes
 ledgerd dev [--host H] [--port P]                     embedded PostgreSQL in ./.ledger + dev key + serve
 ledgerd migrate                                       apply pending migrations
 ledgerd api-keys create --account NAME [--live]       print a new secret key (only the key) on stdout
+        [--api-version V] [--default-currency C]      ... and set the account's default version/currency
 ledgerd api-keys revoke KEY_PREFIX_OR_ID              revoke one key (running services refuse it within 1 s)
 ledgerd rebuild                                       replay the log into fresh projections, swap atomically
 ledgerd verify [--json] [--digest FILE] [--no-drift]  audit: hash chains, invariants, digest, replay vs projections
@@ -30,6 +31,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from ledgerd.domain.money import normalize_currency
+from ledgerd.service import versions
+from ledgerd.service.accounts import save_settings
 from ledgerd.service.auth import create_key, hash_secret, revoke_key
 from ledgerd.service.config import Config
 from ledgerd.service.migrate import MigrationError, migrate
@@ -205,12 +209,30 @@ def command_migrate(args: argparse.Namespace) -> int:
 
 
 def command_keys_create(args: argparse.Namespace) -> int:
+    try:  # checked before anything is written
+        api_version = None if args.api_version is None else versions.check_known(args.api_version)
+        default_currency = None if args.default_currency is None else check_currency(args.default_currency)
+    except ValueError as error:
+        return fail(str(error))
+
     async def create(conn: asyncpg.Connection) -> str:
-        _, secret = await create_key(conn, args.account, livemode=args.live)
+        async with conn.transaction():
+            _, secret = await create_key(conn, args.account, livemode=args.live)
+            if api_version is not None or default_currency is not None:
+                await save_settings(
+                    conn, args.account, api_version=api_version, default_currency=default_currency
+                )
         return secret
 
     print(asyncio.run(with_connection(database_url(), create)))
     return 0
+
+
+def check_currency(code: str) -> str:
+    currency = normalize_currency(code)
+    if currency is None:
+        raise ValueError(f"--default-currency: {code!r} is not a three-letter ISO 4217 code such as usd")
+    return currency
 
 
 def command_keys_revoke(args: argparse.Namespace) -> int:
@@ -459,6 +481,14 @@ def parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create a key and print it (only the key) on stdout")
     create.add_argument("--account", required=True)
     create.add_argument("--live", action="store_true", help="a live-mode key (sk_live_…); default test mode")
+    create.add_argument(
+        "--api-version",
+        metavar="V",
+        help=f"the account's default Stripe API version (default: the latest, {versions.LATEST})",
+    )
+    create.add_argument(
+        "--default-currency", metavar="C", help="the account's default currency, e.g. usd (default: none)"
+    )
     create.set_defaults(run=command_keys_create)
     revoke = keys.add_parser(
         "revoke",

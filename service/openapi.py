@@ -14,6 +14,17 @@ Conventions of the wire format the document encodes:
 * ``""`` (form) and ``null`` (JSON) mean *unset*: on create the parameter is ignored, on update a
   nullable field is cleared. Schemas therefore accept ``""`` and ``null`` exactly where the service does.
 * Query parameters use the same bracket notation: ``created[gte]=...``, ``types[]=...``, ``expand[]=...``.
+
+Stripe fidelity (issue 13):
+
+* ``Stripe-Version`` (request header) selects the API version a request is answered at; without it the
+  account's default (``ledgerd api-keys create --api-version``), else the latest. An unknown version is a
+  400 "Invalid Stripe API version: X". Responses carry ``Stripe-Version``. This document shows the latest
+  version's shapes; older versions differ as `service/versions.py` declares (before 2019-10-17 a
+  customer's ``balance`` is ``account_balance``, in params too; before 2020-08-27 customers carry
+  ``sources``, ``subscriptions`` and ``tax_ids``; before 2025-03-31.basil lists expand ``total_count``).
+* ``Stripe-Account`` naming another account is a 403 ``platform_account_required`` (no Connect here).
+* ``expand[]`` takes the paths each operation lists; others are 400 "This property cannot be expanded".
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from aiohttp import web
 from ledgerd.domain import validation
 from ledgerd.domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
 from ledgerd.domain.values import Address
-from ledgerd.service import forms, params
+from ledgerd.service import expand, forms, params, versions
 from ledgerd.service.config import Config
 
 __all__ = ["OPENAPI_PATH", "document", "openapi_view"]
@@ -221,7 +232,7 @@ def response_schemas() -> dict[str, Schema]:
         "created": UNIX_TIME,
         "credit_note": NULL,
         "currency": currency,
-        "customer": id_of("cus_"),
+        "customer": {"anyOf": [id_of("cus_"), ref("customer")], "description": "Expandable."},
         "customer_account": NULL,
         "description": nullable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
         "ending_balance": balance,
@@ -275,7 +286,11 @@ def response_schemas() -> dict[str, Schema]:
                 ),
             }
         ),
-        "customer": obj(customer_fields, description="A customer (Stripe's `customer` object)."),
+        "customer": obj(
+            {**customer_fields, **customer_expansions()},
+            required=tuple(customer_fields),
+            description="A customer (Stripe's `customer` object); the last five fields only when expanded.",
+        ),
         "deleted_customer": obj(
             {"id": id_of("cus_"), "object": const("customer"), "deleted": const(True)},
             description="What DELETE returns, and what a later GET of the customer returns.",
@@ -300,7 +315,11 @@ def response_schemas() -> dict[str, Schema]:
                 "id": id_of("evt_"),
                 "object": const("event"),
                 "account": {"type": "string"},
-                "api_version": NULL,
+                "api_version": {
+                    "type": "string",
+                    "enum": list(versions.VERSIONS),
+                    "description": "The API version `data` is rendered at: the account's default version.",
+                },
                 "created": UNIX_TIME,
                 "data": obj(
                     {
@@ -375,7 +394,9 @@ def response_schemas() -> dict[str, Schema]:
                 "has_more": {"type": "boolean"},
                 "next_page": nullable({"type": "string", "minLength": 1}),
                 "url": const("/v1/customers/search"),
-            }
+                "total_count": TOTAL_COUNT,
+            },
+            required=("object", "data", "has_more", "next_page", "url"),
         ),
         "error": obj(
             {
@@ -417,6 +438,13 @@ def event_payload(types: list[str], object_schema: str, previous_schema: str) ->
     }
 
 
+TOTAL_COUNT: Final[Schema] = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "With `expand[]=total_count`: every match, whatever the page.",
+}
+
+
 def list_schema(item: str, url: Schema) -> Schema:
     return obj(
         {
@@ -424,9 +452,45 @@ def list_schema(item: str, url: Schema) -> Schema:
             "data": {"type": "array", "maxItems": params.MAX_LIMIT, "items": ref(item)},
             "has_more": {"type": "boolean"},
             "url": url,
+            "total_count": TOTAL_COUNT,
         },
+        required=("object", "data", "has_more", "url"),
         description="One page, newest first.",
     )
+
+
+def embedded_list_schema() -> Schema:
+    return obj(
+        {
+            "object": const("list"),
+            "data": {"type": "array", "maxItems": 0},
+            "has_more": const(False),
+            "total_count": const(0),
+            "url": {"type": "string", "pattern": "^/v1/customers/[^/]+/[a-z_]+$"},
+        }
+    )
+
+
+def customer_expansions() -> dict[str, Schema]:
+    """What `expand[]` adds to a customer (service/expand.py)."""
+    return {
+        "invoice_credit_balance": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "Currency -> credit; positive = credit (the opposite sign of `balance`).",
+        },
+        "tax": obj(
+            {
+                "automatic_tax": const("unrecognized_location"),
+                "ip_address": NULL,
+                "location": NULL,
+                "provider": const("stripe"),
+            }
+        ),
+        "tax_ids": embedded_list_schema(),
+        "sources": embedded_list_schema(),
+        "subscriptions": embedded_list_schema(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -434,11 +498,15 @@ def list_schema(item: str, url: Schema) -> Schema:
 # ---------------------------------------------------------------------------------------------------
 
 
-def expand_schema() -> Schema:
+def expand_schema(root: expand.Node = expand.NOTHING, *, omit: tuple[str, ...] = ()) -> Schema:
+    """The paths `root` can expand (service/expand.py); any other is a 400."""
+    paths = [path for path in expand.expandable_paths(root) if path not in omit]
+    if not paths:
+        return {"type": "array", "items": text(), "description": "Nothing here is expandable: any path is a 400."}
     return {
         "type": "array",
-        "items": text(),
-        "description": "Accepted for compatibility; no object is expandable, ids stay ids.",
+        "items": {"type": "string", "enum": paths},
+        "description": "Properties to expand; any other path is a 400 (at most 4 levels).",
     }
 
 
@@ -506,7 +574,7 @@ CUSTOMER_PARAM_DESCRIPTIONS: Final[dict[str, str]] = {
     "tax_exempt": "The customer's tax exemption.",
     "invoice_prefix": "Prefix of the customer's invoice numbers: uppercase letters and digits (see the pattern).",
     "next_invoice_sequence": "The suffix of the customer's next invoice number.",
-    "expand": "Ids to expand: accepted for compatibility; no object is expandable, ids stay ids.",
+    "expand": "Properties to expand (invoice_credit_balance, tax, tax_ids, sources, subscriptions, ...).",
     "validate": "Accepted and ignored (Stripe uses it to validate tax ids).",
 }
 
@@ -563,7 +631,7 @@ def customer_params(*, update: bool) -> Schema:
             if update
             else None,
         ),
-        "expand": unsettable(expand_schema()),
+        "expand": unsettable(expand_schema(expand.CUSTOMER)),
         "validate": unsettable({"type": "boolean"}),
     }
     if not update:
@@ -594,7 +662,8 @@ def transaction_create_params() -> Schema:
             "currency": {
                 "type": "string",
                 "enum": CURRENCIES,
-                "description": "Must match the customer's currency once it has one (400 currency_mismatch).",
+                "description": "The ledger it applies to: a customer has one per currency (its `balance` is its own "
+                "currency's; expand `invoice_credit_balance` for all); the first one sets the customer's currency.",
             },
             "description": unsettable(
                 text(validation.TRANSACTION_DESCRIPTION_MAX), "An arbitrary string attached to the entry."
@@ -602,7 +671,7 @@ def transaction_create_params() -> Schema:
             "metadata": unsettable(
                 metadata_schema(nullable_values=True), "Key-value pairs for your own use."
             ),
-            "expand": unsettable(expand_schema()),
+            "expand": unsettable(expand_schema(expand.BALANCE_TRANSACTION)),
         },
         required=("amount", "currency"),
     )
@@ -613,7 +682,7 @@ def transaction_update_params() -> Schema:
         {
             "description": unsettable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
             "metadata": unsettable(metadata_schema(nullable_values=True)),
-            "expand": unsettable(expand_schema()),
+            "expand": unsettable(expand_schema(expand.BALANCE_TRANSACTION)),
         },
         required=(),
     )
@@ -670,11 +739,11 @@ TRANSACTION_PATH = path("transaction", "The balance transaction's id (`cbtxn_…
 EVENT_PATH = path("event", "The event's id (`evt_…`).")
 
 
-def expand_query() -> Schema:
-    return query("expand", expand_schema())
+def expand_query(root: expand.Node = expand.NOTHING, *, omit: tuple[str, ...] = ()) -> Schema:
+    return query("expand", expand_schema(root, omit=omit))
 
 
-def list_query(*filters: Schema) -> list[Schema]:
+def list_query(*filters: Schema, expand_root: expand.Node = expand.EVENT_LIST) -> list[Schema]:
     return [
         query(
             "limit",
@@ -684,7 +753,8 @@ def list_query(*filters: Schema) -> list[Schema]:
         query("starting_after", text(), "Cursor: an object id; the page after it (older objects)."),
         query("ending_before", text(), "Cursor: an object id; the page before it (newer objects)."),
         *filters,
-        expand_query(),
+        # total_count on lists is refused from 2025-03-31.basil, the latest version's shape here
+        expand_query(expand_root, omit=("total_count",)),
     ]
 
 
@@ -729,6 +799,10 @@ def headers_component() -> dict[str, Schema]:
             "description": "The Idempotency-Key of the request, echoed.",
             "schema": {"type": "string"},
         },
+        "Stripe-Version": {
+            "description": "The Stripe API version the request was answered at.",
+            "schema": {"type": "string"},
+        },
         "Stripe-Should-Retry": {
             "description": "Whether retrying the same request may succeed.",
             "schema": {"type": "string", "enum": ["true", "false"]},
@@ -738,14 +812,16 @@ def headers_component() -> dict[str, Schema]:
 
 
 def header_refs(*names: str) -> dict[str, Schema]:
-    return {name: {"$ref": f"#/components/headers/{name}"} for name in ("Request-Id", *names)}
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in ("Request-Id", "Stripe-Version", *names)}
 
 
 ERROR_DESCRIPTIONS: Final[dict[str, str]] = {
     "400": "Invalid request: unknown (`parameter_unknown`), unsupported (`parameter_unsupported`), "
     "missing (`parameter_missing`) or invalid parameters, `currency_mismatch`, `balance_overflow`, "
-    "a reused Idempotency-Key with other parameters (`idempotency_error`).",
+    "a reused Idempotency-Key with other parameters (`idempotency_error`), an unknown `Stripe-Version`, "
+    "a path `expand[]` cannot expand, an invalid email (`email_invalid`).",
     "401": "No API key, or an invalid or revoked one.",
+    "403": "A `Stripe-Account` header naming another account (`platform_account_required`).",
     "404": "No such object for this account and mode (`resource_missing`).",
     "409": "A concurrent change to the same object; retrying may succeed (`Stripe-Should-Retry: true`).",
     "413": "The request body is larger than 1 MiB (`request_too_large`).",
@@ -786,8 +862,8 @@ def errors(*statuses: int) -> dict[str, Schema]:
     return {str(status): {"$ref": f"#/components/responses/{status}"} for status in statuses}
 
 
-READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 429, 500, 503)
-WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 404, 409, 413, 429, 500, 503)
+READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 429, 500, 503)
+WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 404, 409, 413, 429, 500, 503)
 
 
 SEARCH_EXAMPLES: Final[dict[str, str]] = {
@@ -899,6 +975,7 @@ def paths() -> dict[str, Schema]:
                     ),
                     created_query(),
                     query("test_clock", text(), "There are no test clocks: a value matches no customer."),
+                    expand_root=expand.CUSTOMER_LIST,
                 ),
             ),
         },
@@ -919,7 +996,7 @@ def paths() -> dict[str, Schema]:
                     ),
                     query("limit", integer(1, params.MAX_LIMIT)),
                     query("page", text(), "The `next_page` of the previous result."),
-                    expand_query(),
+                    expand_query(expand.CUSTOMER_LIST),
                 ],
             ),
         },
@@ -930,7 +1007,7 @@ def paths() -> dict[str, Schema]:
                 "Retrieve a customer (a deleted one as a stub)",
                 "Customers",
                 {"200": ok("customer_or_deleted", "The customer."), **errors(*READ_ERRORS, 404)},
-                parameters=[expand_query(), as_of_query()],
+                parameters=[expand_query(expand.CUSTOMER), as_of_query()],
             ),
             "post": operation(
                 "PostCustomersCustomer",
@@ -947,7 +1024,7 @@ def paths() -> dict[str, Schema]:
                 "Delete a customer",
                 "Customers",
                 {"200": ok("deleted_customer", "The deleted customer.", write=True), **errors(*WRITE_ERRORS)},
-                parameters=[idempotency_header(), expand_query()],
+                parameters=[idempotency_header(), expand_query(expand.CUSTOMER)],
             ),
         },
         "/v1/customers/{customer}/balance_transactions": {
@@ -977,6 +1054,7 @@ def paths() -> dict[str, Schema]:
                     created_query(),
                     query("invoice", text(), "Accepted and ignored: there are no invoices."),
                     as_of_query(),
+                    expand_root=expand.BALANCE_TRANSACTION_LIST,
                 ),
             ),
         },
@@ -1005,7 +1083,7 @@ def paths() -> dict[str, Schema]:
                     "200": ok("customer_balance_transaction", "The ledger entry."),
                     **errors(*READ_ERRORS, 404),
                 },
-                parameters=[expand_query()],
+                parameters=[expand_query(expand.BALANCE_TRANSACTION)],
             ),
             "post": operation(
                 "PostCustomersCustomerBalanceTransactionsTransaction",

@@ -19,6 +19,7 @@ Limits (lengths, metadata size, invoice prefix shape, ...) are *not* checked her
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
@@ -117,6 +118,12 @@ LIST_FILTERS: Final[frozenset[str]] = frozenset(
 CREATED_PARAMS: Final[frozenset[str]] = frozenset({"gt", "gte", "lt", "lte"})
 SEARCH_PARAMS: Final[frozenset[str]] = frozenset({"query", "limit", "page", "expand"})
 NO_PARAMS: Final[frozenset[str]] = frozenset()
+# Stripe's documented test payment methods and card tokens (`pm_card_visa`, `tok_visa`, ...): accepted on
+# customer create so stand-in code that attaches one works; nothing is stored (no payment methods here).
+TEST_TOKENS: Final[Mapping[str, re.Pattern[str]]] = {
+    "payment_method": re.compile(r"pm_card_[a-z][a-z0-9_]*"),
+    "source": re.compile(r"tok_[a-z][a-z0-9_]*"),
+}
 
 Params = Mapping[str, Any]
 
@@ -165,10 +172,12 @@ def customer_create(
     occurred_at_us: int,
     account: str,
     livemode: bool,
+    default_currency: str | None = None,
 ) -> UpsertCustomer:
     """POST /v1/customers. ``update`` is what runs instead when ``external_id`` names a live customer:
     it patches exactly the params sent (``""`` clears; ``""`` on a field that cannot be cleared, such as
     ``invoice_prefix`` or ``balance``, is left out)."""
+    params = _without_test_tokens(params)
     _check_keys(params, CUSTOMER_PARAMS, UNSUPPORTED_CUSTOMER_PARAMS, "")
     _accept_ignored(params, validate=True)
     fields: dict[str, Any] = {}
@@ -192,6 +201,8 @@ def customer_create(
     profile = Profile(**fields)
     balance = 0 if _unset(params.get("balance")) else _integer(params["balance"], "balance")
     currency = None if _unset(params.get("currency")) else _currency(params["currency"])
+    if currency is None and balance != 0:
+        currency = default_currency  # the account's default currency (an account setting)
     create = CreateCustomer(
         customer_id=customer_id,
         occurred_at=occurred_at_us,
@@ -208,12 +219,18 @@ def customer_create(
         transaction_id=transaction_id,
         occurred_at_us=occurred_at_us,
         upsert=True,
+        default_currency=default_currency,
     )
     return UpsertCustomer(create=create, update=update)
 
 
 def customer_update(
-    params: Params, *, customer_id: str, transaction_id: str, occurred_at_us: int
+    params: Params,
+    *,
+    customer_id: str,
+    transaction_id: str,
+    occurred_at_us: int,
+    default_currency: str | None = None,
 ) -> UpdateCustomer:
     """POST /v1/customers/{id}. Only the params sent are in the patch; ``transaction_id`` names the
     adjustment entry if ``balance`` changes."""
@@ -225,11 +242,18 @@ def customer_update(
         transaction_id=transaction_id,
         occurred_at_us=occurred_at_us,
         upsert=False,
+        default_currency=default_currency,
     )
 
 
 def _customer_patch(
-    params: Params, *, customer_id: str, transaction_id: str, occurred_at_us: int, upsert: bool
+    params: Params,
+    *,
+    customer_id: str,
+    transaction_id: str,
+    occurred_at_us: int,
+    upsert: bool,
+    default_currency: str | None = None,
 ) -> UpdateCustomer:
     fields: dict[str, Any] = {}
     for name in NULLABLE_STRINGS:
@@ -266,7 +290,18 @@ def _customer_patch(
         balance=balance,
         currency=currency,
         adjustment_transaction_id=transaction_id,
+        default_currency=default_currency,
     )
+
+
+def _without_test_tokens(params: Params) -> Params:
+    """The params less a `payment_method`/`source` that is one of Stripe's test tokens (ignored)."""
+    tokens = [
+        name
+        for name, pattern in TEST_TOKENS.items()
+        if isinstance(params.get(name), str) and pattern.fullmatch(params[name])
+    ]
+    return {key: value for key, value in params.items() if key not in tokens} if tokens else params
 
 
 def _settable(params: Params, name: str, upsert: bool) -> bool:

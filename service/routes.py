@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
 import msgspec
 from aiohttp import web
 
-from ledgerd.domain.customer import DeleteCustomer
+from ledgerd.domain.customer import DeleteCustomer, ledgers
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
-from ledgerd.projections.objects import render_balance_transaction, render_customer, render_deleted_customer
+from ledgerd.projections.objects import (
+    as_json,
+    render_balance_transaction,
+    render_customer,
+    render_deleted_customer,
+)
 from ledgerd.projections.sql import Rows
-from ledgerd.service import audit, forms, history, params, search
+from ledgerd.service import audit, expand, forms, history, params, search, versions
 from ledgerd.service.commands.handle import handle
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
 from ledgerd.service.errors import StripeError, domain_error_response, json_response, unavailable
+from ledgerd.service.fidelity import api_version_of, settings_of, versioned_params
 from ledgerd.service.store.postgres import PostgresEventStore
 from ledgerd.service.transport import read_body
 
@@ -60,6 +66,10 @@ def pool_of(request: web.Request) -> asyncpg.Pool:
 
 
 async def read_params(request: web.Request) -> dict[str, Any]:
+    return versioned_params(request, await parsed_params(request))  # params named as this version names them
+
+
+async def parsed_params(request: web.Request) -> dict[str, Any]:
     if request.method in ("GET", "DELETE", "HEAD"):
         return forms.parse_query(request.rel_url.raw_query_string)
     body = await read_body(request)
@@ -83,17 +93,18 @@ def pop_as_of(payload: dict[str, Any]) -> int | None:
     return value
 
 
-async def read_only_expand(request: web.Request, *, allow: frozenset[str] = frozenset()) -> dict[str, Any]:
+async def read_only_expand(
+    request: web.Request, root: expand.Node, *, allow: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], expand.Tree]:
     """Params of an endpoint that takes nothing but ``expand`` (retrieve, delete) and the names in `allow`:
-    anything else is a 400."""
+    anything else is a 400. Returns the params and the expansion `root` allows."""
     payload = await read_params(request)
     for name in payload:
         if name != "expand" and name not in allow:
             raise InvalidParameter(
                 f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
             )
-    params.check_expand(payload)
-    return payload
+    return payload, expansion_of(payload, root)
 
 
 def context_of(request: web.Request) -> RequestContext:
@@ -124,7 +135,7 @@ def idempotency_of(request: web.Request, payload: dict[str, Any]) -> Idempotency
     return IdempotencyRequest(key=key, method=request.method, path=request.path, params=payload)
 
 
-def respond(outcome: Outcome, request: web.Request) -> web.Response:
+def respond(outcome: Outcome, request: web.Request, body: bytes | None = None) -> web.Response:
     headers: dict[str, str] = {}
     key = request.headers.get("Idempotency-Key")
     if key:
@@ -140,14 +151,19 @@ def respond(outcome: Outcome, request: web.Request) -> web.Response:
             headers["Stripe-Should-Retry"] = "false"
     else:
         request.app["metrics"].events_appended.inc(len(outcome.events))
-    return json_response(outcome.status, outcome.response, headers)
+    return json_response(outcome.status, outcome.response if body is None else body, headers)
 
 
 Renderer = Callable[[Rows], dict[str, Any]]
+Expander = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def run_command(
-    request: web.Request, command: Executable, payload: dict[str, Any], render: Renderer
+    request: web.Request,
+    command: Executable,
+    payload: dict[str, Any],
+    render: Renderer,
+    expander: Expander | None = None,
 ) -> web.Response:
     outcome = await handle(
         request.app["runner"],
@@ -159,7 +175,10 @@ async def run_command(
             render_error=domain_error_response,
         ),
     )
-    return respond(outcome, request)
+    if expander is None or outcome.status != 200:
+        return respond(outcome, request)
+    expanded = await expander(msgspec.json.decode(outcome.response))  # the stored response stays unexpanded
+    return respond(outcome, request, msgspec.json.encode(expanded))
 
 
 PATH_NOUNS = {"customer": "customer", "transaction": "customer balance transaction", "event": "event"}
@@ -188,11 +207,19 @@ async def customer_row(conn: Any, request: web.Request, customer_id: str) -> asy
     return row
 
 
-def render_customer_of(rows: Rows) -> dict[str, Any]:
-    [row] = (row for (table, _), row in rows.items() if table == "customers")
+def customer_object(row: Mapping[str, Any], tree: expand.Tree) -> dict[str, Any]:
+    """The customer object of a `customers` row, with what `tree` expands (the deleted stub if deleted)."""
     if row["deleted"]:
         return render_deleted_customer(row["id"])
-    return render_customer(row)
+    return expand.expand_customer(render_customer(row), tree, as_json(row["balances"]))
+
+
+def customer_renderer(tree: expand.Tree) -> Renderer:
+    def render(rows: Rows) -> dict[str, Any]:
+        [row] = (row for (table, _), row in rows.items() if table == "customers")
+        return customer_object(row, tree)
+
+    return render
 
 
 def transaction_renderer(transaction_id: str) -> Renderer:
@@ -214,6 +241,64 @@ def list_body(url: str, items: list[dict[str, Any]], has_more: bool) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------------
+# expand[] (issue 13): what each response may expand is declared in service/expand.py
+# ---------------------------------------------------------------------------------------------------
+
+
+def expansion_of(payload: dict[str, Any], root: expand.Node) -> expand.Tree:
+    """The paths of `expand` as a tree; a 400 naming `expand` for one `root` cannot expand."""
+    return expand.parse(params.check_expand(payload), root)
+
+
+def customer_loader(request: web.Request) -> expand.CustomerLoader:
+    """The customer object of this account by id (each loaded once per request)."""
+    loaded: dict[str, tuple[dict[str, Any], Mapping[str, int]] | None] = {}
+
+    async def load(customer_id: str) -> tuple[dict[str, Any], Mapping[str, int]] | None:
+        if customer_id not in loaded:
+            row = await customer_row(pool_of(request), request, customer_id)
+            loaded[customer_id] = None if row is None else (customer_object(row, {}), as_json(row["balances"]))
+        return loaded[customer_id]
+
+    return load
+
+
+def transaction_expander(request: web.Request, tree: expand.Tree) -> Expander | None:
+    if not tree:
+        return None
+    load = customer_loader(request)
+
+    async def run(body: dict[str, Any]) -> dict[str, Any]:
+        return await expand.expand_transaction(body, tree, load)
+
+    return run
+
+
+def list_expansion(
+    request: web.Request, paths: tuple[str, ...], root: expand.Node, *, search: bool = False
+) -> expand.Tree:
+    tree = expand.parse(paths, root)
+    if "total_count" in tree and not search and not versions.list_total_count_allowed(api_version_of(request)):
+        raise InvalidParameter(
+            "total_count can no longer be expanded on lists (API version 2025-03-31.basil and later); "
+            "page with has_more instead.",
+            param="expand",
+            code="property_forbidden",
+        )
+    return tree
+
+
+async def expanded_list(
+    body: dict[str, Any], tree: expand.Tree, expander: Expander | None, total_count: int | None
+) -> web.Response:
+    if expander is not None and "data" in tree:
+        body = dict(body, data=[await expander(item) for item in body["data"]])
+    if total_count is not None:
+        body["total_count"] = total_count
+    return json_response(200, msgspec.json.encode(body))
+
+
+# ---------------------------------------------------------------------------------------------------
 # customers
 # ---------------------------------------------------------------------------------------------------
 
@@ -221,6 +306,7 @@ def list_body(url: str, items: list[dict[str, Any]], has_more: bool) -> bytes:
 @routes.post("/v1/customers")
 async def create_customer(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.CUSTOMER)
     command = params.customer_create(
         payload,
         customer_id=new_id("cus_", 14),
@@ -229,13 +315,15 @@ async def create_customer(request: web.Request) -> web.Response:
         occurred_at_us=now_us(request),
         account=request["account"],
         livemode=request["livemode"],
+        default_currency=settings_of(request).default_currency,
     )
-    return await run_command(request, command, payload, render_customer_of)
+    return await run_command(request, command, payload, customer_renderer(tree))
 
 
 @routes.get("/v1/customers/search")
 async def search_customers(request: web.Request) -> web.Response:
     options = params.search_params(await read_params(request))
+    tree = list_expansion(request, options.expand, expand.CUSTOMER_LIST, search=True)
     where, values = search.compile(search.parse(options.query), first_param=3)
     sql = f"SELECT * FROM customers WHERE account = $1 AND livemode = $2 AND NOT deleted AND ({where})"
     arguments: list[Any] = [request["account"], request["livemode"], *values]
@@ -246,6 +334,10 @@ async def search_customers(request: web.Request) -> web.Response:
             " AND NOT EXISTS (SELECT FROM events e WHERE e.stream_id = customers.id"
             f" AND e.recorded_at > to_timestamp(${len(arguments)}))"
         )
+    total_count = None
+    if "total_count" in tree:  # every match, whatever the page
+        count_sql = sql.replace("SELECT *", "SELECT count(*)", 1)
+        total_count = int(await pool_of(request).fetchval(count_sql, *arguments))
     if options.page:
         arguments.append(search.decode_page(options.page))
         sql += f" AND position < ${len(arguments)}"
@@ -257,17 +349,18 @@ async def search_customers(request: web.Request) -> web.Response:
     next_page = search.encode_page(rows[-1]["position"]) if has_more and rows else None
     body = {
         "object": "search_result",
-        "data": [render_customer(row) for row in rows],
+        "data": [customer_object(row, tree.get("data", {})) for row in rows],
         "has_more": has_more,
         "next_page": next_page,
         "url": "/v1/customers/search",
     }
-    return json_response(200, msgspec.json.encode(body))
+    return await expanded_list(body, tree, None, total_count)
 
 
 @routes.get("/v1/customers")
 async def list_customers(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=CUSTOMER_LIST_FILTERS)
+    tree = list_expansion(request, options.expand, expand.CUSTOMER_LIST)
     query = PagedQuery("customers", "customer", request)
     query.where("NOT deleted")
     if options.email is not None:
@@ -278,47 +371,52 @@ async def list_customers(request: web.Request) -> web.Response:
     if options.test_clock is not None:
         query.where("false")  # no customer belongs to a test clock (test_clock is always null)
     query.created(options.created)
+    total_count = await query.count(pool_of(request)) if "total_count" in tree else None
     rows, has_more = await query.fetch(pool_of(request), options)
-    return json_response(200, list_body("/v1/customers", [render_customer(row) for row in rows], has_more))
+    items = [customer_object(row, tree.get("data", {})) for row in rows]
+    body = {"object": "list", "data": items, "has_more": has_more, "url": "/v1/customers"}
+    return await expanded_list(body, tree, None, total_count)
 
 
 @routes.get("/v1/customers/{customer}")
 async def retrieve_customer(request: web.Request) -> web.Response:
-    payload = await read_only_expand(request, allow=frozenset({"as_of"}))
+    payload, tree = await read_only_expand(request, expand.CUSTOMER, allow=frozenset({"as_of"}))
     customer_id = path_id(request, "customer", "id")
     as_of = pop_as_of(payload)
     if as_of is not None:
         async with pool_of(request).acquire() as conn:
-            past = await audit.customer_as_of(
+            past = await audit.customer_state_as_of(
                 conn, request["account"], request["livemode"], customer_id, as_of
             )
         if past is None:
             raise customer_missing(customer_id)
-        return json_response(200, msgspec.json.encode(past))
+        then = expand.expand_customer(audit.render_state(past), tree, ledgers(past))
+        return json_response(200, msgspec.json.encode(then))
     row = await customer_row(pool_of(request), request, customer_id)
     if row is None:
         raise customer_missing(customer_id)
-    body = render_deleted_customer(customer_id) if row["deleted"] else render_customer(row)
-    return json_response(200, msgspec.json.encode(body))
+    return json_response(200, msgspec.json.encode(customer_object(row, tree)))
 
 
 @routes.post("/v1/customers/{customer}")
 async def update_customer(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.CUSTOMER)
     command = params.customer_update(
         payload,
         customer_id=path_id(request, "customer", "id"),
         transaction_id=new_id("cbtxn_", 24),
         occurred_at_us=now_us(request),
+        default_currency=settings_of(request).default_currency,
     )
-    return await run_command(request, command, payload, render_customer_of)
+    return await run_command(request, command, payload, customer_renderer(tree))
 
 
 @routes.delete("/v1/customers/{customer}")
 async def delete_customer(request: web.Request) -> web.Response:
-    payload = await read_only_expand(request)
+    payload, _ = await read_only_expand(request, expand.CUSTOMER)  # a deleted stub expands nothing
     command = DeleteCustomer(customer_id=path_id(request, "customer", "id"), occurred_at=now_us(request))
-    return await run_command(request, command, payload, render_customer_of)
+    return await run_command(request, command, payload, customer_renderer({}))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -329,6 +427,7 @@ async def delete_customer(request: web.Request) -> web.Response:
 @routes.post("/v1/customers/{customer}/balance_transactions")
 async def create_balance_transaction(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.BALANCE_TRANSACTION)
     transaction_id = new_id("cbtxn_", 24)
     command = params.balance_transaction_create(
         payload,
@@ -336,7 +435,8 @@ async def create_balance_transaction(request: web.Request) -> web.Response:
         transaction_id=transaction_id,
         occurred_at_us=now_us(request),
     )
-    return await run_command(request, command, payload, transaction_renderer(transaction_id))
+    expander = transaction_expander(request, tree)
+    return await run_command(request, command, payload, transaction_renderer(transaction_id), expander)
 
 
 async def require_customer(request: web.Request, customer_id: str) -> None:
@@ -351,8 +451,9 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
     payload = await read_params(request)
     as_of = pop_as_of(payload)
     options = params.list_params(payload, filters=TRANSACTION_LIST_FILTERS)
+    tree = list_expansion(request, options.expand, expand.BALANCE_TRANSACTION_LIST)
     if as_of is not None:
-        return await balance_transactions_then(request, customer_id, as_of, options)
+        return await balance_transactions_then(request, customer_id, as_of, options, tree)
     await require_customer(request, customer_id)
     query = PagedQuery("balance_transactions", "customer balance transaction", request)
     query.where("customer_id = {}", customer_id)
@@ -360,13 +461,16 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
     if options.invoice is not None:
         query.where("false")  # no transaction is linked to an invoice (invoice is always null)
     query.created(options.created)
+    total_count = await query.count(pool_of(request)) if "total_count" in tree else None
     rows, has_more = await query.fetch(pool_of(request), options)
     url = f"/v1/customers/{customer_id}/balance_transactions"
-    return json_response(200, list_body(url, [render_balance_transaction(row) for row in rows], has_more))
+    items = [render_balance_transaction(row) for row in rows]
+    body = {"object": "list", "data": items, "has_more": has_more, "url": url}
+    return await expanded_list(body, tree, transaction_expander(request, tree.get("data", {})), total_count)
 
 
 async def balance_transactions_then(
-    request: web.Request, customer_id: str, as_of: int, options: params.ListParams
+    request: web.Request, customer_id: str, as_of: int, options: params.ListParams, tree: expand.Tree
 ) -> web.Response:
     """The ledger as it stood at `as_of`, folded from the log (an extension); pages like the live list."""
     account, livemode = request["account"], request["livemode"]
@@ -387,7 +491,9 @@ async def balance_transactions_then(
     page = items[start : start + options.limit] if options.ending_before is None else items[start:stop]
     has_more = (start + len(page) < len(items)) if options.ending_before is None else start > 0
     url = f"/v1/customers/{customer_id}/balance_transactions"
-    return json_response(200, list_body(url, page, has_more))
+    body = {"object": "list", "data": page, "has_more": has_more, "url": url}
+    total_count = len(items) if "total_count" in tree else None
+    return await expanded_list(body, tree, transaction_expander(request, tree.get("data", {})), total_count)
 
 
 def within(created: int, bounds: params.CreatedRange) -> bool:
@@ -412,6 +518,7 @@ async def customer_history(request: web.Request) -> web.Response:
     """The customer's events in order, oldest first, with what each changed (an extension); paged
     like every list (`limit`, `starting_after` / `ending_before` an entry's id)."""
     options = params.list_params(await read_params(request), filters=frozenset())
+    expand.parse(options.expand, expand.NOTHING)  # nothing in a history entry is expandable: a 400
     customer_id = path_id(request, "customer", "id")
     async with pool_of(request).acquire() as conn:
         page = await history.history_page(
@@ -431,7 +538,7 @@ async def customer_history(request: web.Request) -> web.Response:
 
 @routes.get("/v1/customers/{customer}/balance_transactions/{transaction}")
 async def retrieve_balance_transaction(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    _, tree = await read_only_expand(request, expand.BALANCE_TRANSACTION)
     customer_id = path_id(request, "customer", "customer")
     transaction_id = path_id(request, "transaction", "transaction")
     await require_customer(request, customer_id)
@@ -442,12 +549,15 @@ async def retrieve_balance_transaction(request: web.Request) -> web.Response:
         raise ResourceMissing(
             f"No such customer balance transaction: '{transaction_id}'", param="transaction"
         )
-    return json_response(200, msgspec.json.encode(render_balance_transaction(row)))
+    body = render_balance_transaction(row)
+    expander = transaction_expander(request, tree)
+    return json_response(200, msgspec.json.encode(body if expander is None else await expander(body)))
 
 
 @routes.post("/v1/customers/{customer}/balance_transactions/{transaction}")
 async def update_balance_transaction(request: web.Request) -> web.Response:
     payload = await read_params(request)
+    tree = expansion_of(payload, expand.BALANCE_TRANSACTION)
     transaction_id = path_id(request, "transaction", "transaction")
     command = params.balance_transaction_update(
         payload,
@@ -455,7 +565,8 @@ async def update_balance_transaction(request: web.Request) -> web.Response:
         transaction_id=transaction_id,
         occurred_at_us=now_us(request),
     )
-    return await run_command(request, command, payload, transaction_renderer(transaction_id))
+    expander = transaction_expander(request, tree)
+    return await run_command(request, command, payload, transaction_renderer(transaction_id), expander)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -481,6 +592,7 @@ def render_event(row: asyncpg.Record) -> dict[str, Any]:
 @routes.get("/v1/events")
 async def list_events(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=EVENT_LIST_FILTERS)
+    expand.parse(options.expand, expand.EVENT_LIST)
     query = PagedQuery("stripe_events", "event", request)
     if options.type is not None:
         if options.type.endswith("*"):
@@ -498,7 +610,7 @@ async def list_events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events/{event}")
 async def retrieve_event(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    await read_only_expand(request, expand.NOTHING)
     event_id = path_id(request, "event", "id")
     row = await pool_of(request).fetchrow(
         "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
@@ -539,6 +651,11 @@ class PagedQuery:
             bound = getattr(created, name)
             if bound is not None:
                 self.where(f"created {operator} {{}}", bound)
+
+    async def count(self, pool: asyncpg.Pool) -> int:
+        """How many objects the filters match, whatever the page (`expand[]=total_count`); before fetch."""
+        sql = f"SELECT count(*) FROM {self.table} WHERE {' AND '.join(self.conditions)}"
+        return int(await pool.fetchval(sql, *self.values))
 
     async def cursor(self, pool: asyncpg.Pool, object_id: str, param: str) -> None:
         scope = "".join(f" AND {column} = ${index}" for index, column in enumerate(self.cursor_scope, 4))

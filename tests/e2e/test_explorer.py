@@ -456,7 +456,7 @@ async def fill_customer(page: Page) -> None:
     await page.get_by_role("button", name="Add metadata entry").click()
     await page.get_by_label("metadata key 2").fill("note")
     await page.get_by_label("metadata[note]", exact=True).fill("it's a&b=c")
-    await page.get_by_label("expand[0]", exact=True).fill("test_clock")
+    await page.get_by_label("expand[0]", exact=True).select_option("test_clock")  # the paths it can expand
 
 
 def json_after(text: str, marker: str) -> Any:

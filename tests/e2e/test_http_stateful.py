@@ -73,6 +73,7 @@ class ModelCustomer:
     metadata: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
     amounts: list[int] = field(default_factory=list)  # balance transactions, oldest first
+    others: dict[str, int] = field(default_factory=dict)  # the ledgers in currencies not the customer's
 
 
 @dataclass
@@ -194,8 +195,12 @@ class LedgerMachine(RuleBasedStateMachine):
             self.write("POST", path, form, status=400, recorded=False, param="amount")
         elif customer.deleted:
             self.write("POST", path, form, status=404, recorded=True, param="customer")
-        elif customer.currency is not None and currency != customer.currency:
-            self.write("POST", path, form, status=400, recorded=True, param="currency")
+        elif customer.currency is not None and currency != customer.currency:  # that currency's ledger
+            body = self.write("POST", path, form, status=200, recorded=True)
+            ending = customer.others[currency] = customer.others.get(currency, 0) + amount
+            customer.amounts.append(amount)
+            self.expected_events += 1
+            assert (body["amount"], body["ending_balance"], body["currency"]) == (amount, ending, currency)
         else:
             body = self.write("POST", path, form, status=200, recorded=True)
             customer.balance += amount
@@ -341,14 +346,13 @@ class LedgerMachine(RuleBasedStateMachine):
             transactions = self.all_transactions(customer.id)
             amounts = [t["amount"] for t in transactions]
             assert amounts == list(reversed(customer.amounts))
-            assert sum(amounts) == body["balance"]
-            if transactions:
-                assert transactions[0]["ending_balance"] == body["balance"]
-                running = 0
-                for txn in reversed(transactions):
-                    running += txn["amount"]
-                    assert txn["ending_balance"] == running
-                    assert txn["currency"] == customer.currency
+            # one ledger per currency: each chains on its own; the customer's own is `balance`
+            running: dict[str, int] = {}
+            for txn in reversed(transactions):
+                running[txn["currency"]] = running.get(txn["currency"], 0) + txn["amount"]
+                assert txn["ending_balance"] == running[txn["currency"]]
+            assert running.get(body["currency"], 0) == body["balance"]
+            assert {code: total for code, total in running.items() if code != body["currency"]} == customer.others
 
     def all_transactions(self, customer_id: str) -> list[dict[str, Any]]:
         url = f"{self.server.base_url}/v1/customers/{customer_id}/balance_transactions"

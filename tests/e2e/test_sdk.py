@@ -134,10 +134,14 @@ def test_currency_is_fixed_by_the_first_transaction(server: Server) -> None:
     client = server.client()
     customer = client.v1.customers.create({})
     client.v1.customers.balance_transactions.create(customer.id, {"amount": 100, "currency": "eur"})
+    # another currency goes to its own ledger (tests/e2e/test_fidelity.py); the customer's stays eur
+    usd = client.v1.customers.balance_transactions.create(customer.id, {"amount": 40, "currency": "usd"})
+    assert usd.ending_balance == 40
+    fetched = client.v1.customers.retrieve(customer.id)
+    assert (fetched.balance, fetched.currency) == (100, "eur")
     with pytest.raises(stripe.InvalidRequestError) as caught:
-        client.v1.customers.balance_transactions.create(customer.id, {"amount": 100, "currency": "usd"})
+        client.v1.customers.update(customer.id, {"currency": "usd"})  # type: ignore[typeddict-unknown-key]
     assert caught.value.http_status == 400 and caught.value.param == "currency"
-    assert client.v1.customers.retrieve(customer.id).balance == 100
 
 
 def test_idempotent_retry_replays_and_appends_nothing(server: Server) -> None:
@@ -171,7 +175,7 @@ def test_errors_map_to_sdk_exception_classes(server: Server) -> None:
         client.v1.customers.create({"favourite_colour": "blue"})  # type: ignore[typeddict-unknown-key]
     assert (unknown.value.code, unknown.value.param) == ("parameter_unknown", "favourite_colour")
     with pytest.raises(stripe.InvalidRequestError) as unsupported:
-        client.v1.customers.create({"payment_method": "pm_card_visa"})
+        client.v1.customers.create({"payment_method": "pm_1NxYzReal"})  # a real id, not a test token
     assert unsupported.value.param == "payment_method"
     customer = client.v1.customers.create({})
     with pytest.raises(stripe.InvalidRequestError) as missing_param:
@@ -218,14 +222,18 @@ def test_events_surface_every_change(server: Server) -> None:
 
 
 async def test_events_table_is_the_only_writer_of_truth(server: Server) -> None:
-    """Every balance equals the sum of its ledger entries after all of the above."""
+    """Every balance (one ledger per currency) equals the sum of its ledger entries after all of the above."""
     conn = await asyncpg.connect(server.db_url)
     try:
         drift = await conn.fetch(
             """SELECT c.id FROM customers c
-               LEFT JOIN (SELECT customer_id, sum(amount) AS total FROM balance_transactions GROUP BY 1) t
-                 ON t.customer_id = c.id
-               WHERE c.balance <> coalesce(t.total, 0)"""
+               LEFT JOIN (SELECT customer_id, currency, sum(amount) AS total FROM balance_transactions
+                          GROUP BY 1, 2) t ON t.customer_id = c.id AND t.currency = c.currency
+               WHERE c.balance <> coalesce(t.total, 0)
+               UNION ALL
+               SELECT b.customer_id FROM balance_transactions b JOIN customers c ON c.id = b.customer_id
+               GROUP BY b.customer_id, b.currency, c.balances
+               HAVING (c.balances ->> b.currency)::bigint IS DISTINCT FROM sum(b.amount)"""
         )
     finally:
         await conn.close()

@@ -101,7 +101,7 @@ async def make_history(
 ) -> History:
     """A varied history through the real handler, with a clock that moves forward by 0 to 3 s (often
     by less than a second) between commands: creates (with and without an initial balance),
-    adjustments (a few in a wrong currency, rejected), profile and balance updates, transaction
+    adjustments (a few in a second currency: its own ledger), profile and balance updates, transaction
     updates, deletes; some commands carry an idempotency key."""
     rng = random.Random(seed)
     history = history or History()

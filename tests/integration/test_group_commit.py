@@ -126,8 +126,8 @@ async def test_a_rejected_command_leaves_the_batch_to_the_others(big_pool: async
     committer = GroupCommitter(store, lanes=1)
     await create(store, "cus_rej")
     commands = [adjust("cus_rej", n) for n in range(1, 6)]
-    commands[2] = AdjustBalance(  # a currency mismatch: rejected by decide, before any write
-        customer_id="cus_rej", occurred_at=T0, transaction_id="cbtxn_eur", amount=100, currency="eur"
+    commands[2] = UpdateBalanceTransaction(  # no such entry: rejected by decide, before any write
+        customer_id="cus_rej", occurred_at=T0, transaction_id="cbtxn_missing", description="x"
     )
     results = await asyncio.gather(
         *(execute(store, command, context(n), runner=committer) for n, command in enumerate(commands, 1)),

@@ -21,10 +21,15 @@ MIGRATIONS = [
     "0007_begin_command.sql",
     "0008_begin_batch.sql",
     "0011_one_statement_commands.sql",
+    "0014_account_settings.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
 EXPECTED_COLUMNS = """
+account_settings.account text NOT NULL
+account_settings.api_version text NULL
+account_settings.default_currency text NULL
+account_settings.updated_at timestamp_with_time_zone NOT NULL now()
 api_keys.id text NOT NULL
 api_keys.account text NOT NULL
 api_keys.livemode boolean NOT NULL
@@ -69,6 +74,7 @@ customers.metadata jsonb NOT NULL
 customers.external_id text NULL
 customers.balance bigint NOT NULL
 customers.currency text NULL
+customers.balances jsonb NOT NULL '{}'::jsonb
 events.position bigint NOT NULL IDENTITY
 events.tx_id bigint NOT NULL ((pg_current_xact_id())::text)::bigint
 events.stream_id text NOT NULL
@@ -122,6 +128,7 @@ stripe_events.request jsonb NOT NULL
 """
 
 EXPECTED_INDEXES = {
+    "account_settings_pkey": "CREATE UNIQUE INDEX account_settings_pkey ON public.account_settings USING btree (account)",
     "api_keys_pkey": "CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)",
     "api_keys_prefix": "CREATE INDEX api_keys_prefix ON public.api_keys USING btree (prefix)",
     "api_keys_secret_hash_key": "CREATE UNIQUE INDEX api_keys_secret_hash_key ON public.api_keys USING btree (secret_hash)",
@@ -161,6 +168,8 @@ EXPECTED_INDEXES = {
 }
 
 EXPECTED_CONSTRAINTS = {
+    ("account_settings", "account_settings_default_currency_check", "CHECK ((default_currency ~ '^[a-z]{3}$'::text))"),
+    ("account_settings", "account_settings_pkey", "PRIMARY KEY (account)"),
     ("api_keys", "api_keys_pkey", "PRIMARY KEY (id)"),
     ("api_keys", "api_keys_secret_hash_check", "CHECK ((length(secret_hash) = 32))"),
     ("api_keys", "api_keys_secret_hash_key", "UNIQUE (secret_hash)"),
@@ -202,6 +211,7 @@ EXPECTED_TRIGGERS = {
 # What the service's role may do (migrations/0005_service_role.sql): table -> privileges. Nothing else, and
 # nothing at all for PUBLIC. A new table the service uses must be granted in its migration and listed here.
 EXPECTED_SERVICE_GRANTS = {
+    "account_settings": {"SELECT"},
     "api_keys": {"SELECT"},
     "balance_transactions": {"SELECT", "INSERT", "UPDATE"},
     "customers": {"SELECT", "INSERT", "UPDATE"},

@@ -90,9 +90,9 @@ class PostgresDriver:
                    FROM balance_transactions WHERE customer_id = $1 ORDER BY version""",
                 customer.id,
             )
-            running = 0
+            ledgers: dict[str, int] = {}  # one ledger per currency
             for entry, expected in zip(entries, customer.entries, strict=True):
-                running += expected.amount
+                running = ledgers[expected.currency] = ledgers.get(expected.currency, 0) + expected.amount
                 assert (entry["id"], entry["amount"], entry["currency"], entry["type"]) == (
                     expected.txn,
                     expected.amount,

@@ -568,3 +568,31 @@ async def test_a_currency_change_in_the_log_breaks_the_invariants(pool: asyncpg.
 
 def test_genesis_is_32_zero_bytes() -> None:
     assert bytes(32) == GENESIS_HASH
+
+
+async def test_a_second_currencys_ledger_changed_in_the_projection_breaks_the_invariants(
+    pool: asyncpg.Pool,
+) -> None:
+    """One ledger per currency (issue 13): a customer's balance in a currency other than its own is
+    checked against that currency's entries, and against a replay."""
+    for seed in range(35, 60):  # a history with a customer that has entries in two currencies
+        await history_for(pool, seed=seed)
+        victim = await pool.fetchrow(
+            """SELECT c.id, b.currency FROM customers c JOIN balance_transactions b ON b.customer_id = c.id
+               WHERE b.currency <> c.currency ORDER BY c.id LIMIT 1"""
+        )
+        if victim is not None:
+            break
+    assert victim is not None, "no history made a second-currency ledger"
+    await pool.execute(
+        "UPDATE customers SET balances = jsonb_set(balances, ARRAY[$2::text], '1') WHERE id = $1",
+        victim["id"],
+        victim["currency"],
+    )
+    report = await verify(pool)
+    problems = report.check("invariants").problems
+    assert [(p.kind, p.key, p.fields) for p in problems] == [("balance_mismatch", victim["id"], ["balances"])]
+    assert victim["currency"] in problems[0].message
+    assert [(p.key, p.fields) for p in report.check("drift").problems] == [(victim["id"], ["balances"])]
+    await rebuild(pool)
+    assert (await verify(pool)).ok

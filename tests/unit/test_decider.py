@@ -38,6 +38,7 @@ from ledgerd.domain.customer import (
     evolve,
     evolve_transaction,
     fold,
+    ledgers,
     resolve_upsert,
 )
 from ledgerd.domain.errors import (
@@ -438,13 +439,32 @@ def test_first_adjustment_fixes_the_currency() -> None:
     then([created()], adjust_cmd(250, "eur"), [first])
     state = fold([created(), first])
     assert state.currency == "eur"
-    rejected([created(), first], adjust_cmd(1, "usd", txn="cbtxn_3"), CurrencyMismatch, "currency")
     then([created(), first], adjust_cmd(-1, "eur", txn="cbtxn_3"), [adjusted(-1, 249, "eur", txn="cbtxn_3")])
+    # a later entry in another currency opens that currency's ledger; the customer's currency stays
+    usd = adjusted(1, 1, "usd", txn="cbtxn_3")
+    then([created(), first], adjust_cmd(1, "usd", txn="cbtxn_3"), [usd])
+    after = fold([created(), first, usd])
+    assert (after.currency, after.balance, ledgers(after)) == ("eur", 250, {"eur": 250, "usd": 1})
 
 
-def test_adjust_currency_mismatch() -> None:
-    error = rejected([created("usd")], adjust_cmd(1, "jpy"), CurrencyMismatch, "currency")
-    assert error.code == "currency_mismatch"
+def test_an_entry_in_another_currency_goes_to_that_currencys_ledger() -> None:
+    """Stripe's invoice_credit_balance buckets: `balance` stays the customer's currency's."""
+    history = [created("usd"), adjusted(100, 100)]
+    then(history, adjust_cmd(-30, "jpy"), [adjusted(-30, -30, "jpy", txn="cbtxn_2")])
+    jpy = [*history, adjusted(-30, -30, "jpy", txn="cbtxn_2")]
+    then(jpy, adjust_cmd(5, "jpy", txn="cbtxn_3"), [adjusted(5, -25, "jpy", txn="cbtxn_3")])
+    then(jpy, adjust_cmd(5, "usd", txn="cbtxn_3"), [adjusted(5, 105, "usd", txn="cbtxn_3")])
+    state = fold(jpy)
+    assert (state.currency, state.balance, ledgers(state)) == ("usd", 100, {"usd": 100, "jpy": -30})
+    # setting `balance` moves the customer's own currency's ledger only
+    moved = fold([*jpy, *run(jpy, update_cmd(balance=0, adjustment_transaction_id="cbtxn_4"))])
+    assert ledgers(moved) == {"usd": 0, "jpy": -30}
+
+
+def test_each_currencys_ledger_has_its_own_bound() -> None:
+    history = [created("usd"), adjusted(MAX_BALANCE, MAX_BALANCE)]
+    then(history, adjust_cmd(MAX_BALANCE, "eur"), [adjusted(MAX_BALANCE, MAX_BALANCE, "eur", txn="cbtxn_2")])
+    rejected(history, adjust_cmd(1, "usd"), BalanceOverflow, "amount")
 
 
 def test_adjust_up_to_the_balance_bound_is_accepted() -> None:
@@ -632,6 +652,7 @@ def test_fold_tracks_version_balance_entries_and_currency() -> None:
         currency="jpy",
         balance=-15,
         entries=2,
+        balances={"jpy": -15},
     )
 
 
@@ -743,25 +764,29 @@ def test_evolve_never_raises(events: list[AnyEvent], txn: str) -> None:
     st.sampled_from(["usd", "eur", None]),
 )
 def test_adjustments_keep_the_ledger_chain(adjustments: list[tuple[int, str]], currency: str | None) -> None:
-    """Decide + evolve over random adjustments: balance = sum of accepted amounts = last ending balance,
-    every ending balance = previous + amount, currency fixed once set, rejections change nothing."""
+    """Decide + evolve over random adjustments in mixed currencies, per currency: balance = sum of the
+    accepted amounts = last ending balance, every ending balance = previous + amount; the customer's
+    currency is fixed once set and `balance` is that currency's."""
     state = fold([created(currency)])
     accepted: list[BalanceAdjusted] = []
     for index, (amount, code) in enumerate(adjustments):
         before = state
         try:
             events = decide(adjust_cmd(amount, code, txn=f"t{index}"), state)
-        except CurrencyMismatch:
-            assert before.currency is not None and before.currency != code
+        except BalanceOverflow:
+            assert abs(ledgers(before).get(code, 0) + amount) > MAX_BALANCE
+            assert state == before
             continue
         (event,) = events
         assert isinstance(event, BalanceAdjusted)
-        assert event.ending_balance == before.balance + amount
+        assert event.ending_balance == ledgers(before).get(code, 0) + amount
         state = evolve(state, event)
         accepted.append(event)
         assert state.currency == (before.currency or code)
-    assert state.balance == sum(event.amount for event in accepted)
-    assert state.balance == (accepted[-1].ending_balance if accepted else 0)
-    assert len({event.currency for event in accepted}) <= 1
-    if currency is not None:
-        assert all(event.currency == currency for event in accepted)
+    for code in {"usd", "eur"}:
+        mine = [event for event in accepted if event.currency == code]
+        assert ledgers(state).get(code, 0) == sum(event.amount for event in mine)
+        assert ledgers(state).get(code, 0) == (mine[-1].ending_balance if mine else 0)
+    first = currency or (accepted[0].currency if accepted else None)
+    assert state.currency == first
+    assert state.balance == ledgers(state).get(first, 0) if first else state.balance == 0

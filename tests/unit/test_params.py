@@ -58,7 +58,7 @@ def parse(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
     return parse_form(body.encode() if isinstance(body, str) else body)
 
 
-def create(body: str | bytes | dict[str, Any]) -> UpsertCustomer:
+def create(body: str | bytes | dict[str, Any], default_currency: str | None = None) -> UpsertCustomer:
     return customer_create(
         parse(body),
         customer_id="cus_NEW",
@@ -67,6 +67,7 @@ def create(body: str | bytes | dict[str, Any]) -> UpsertCustomer:
         occurred_at_us=NOW_US,
         account="acct_1",
         livemode=False,
+        default_currency=default_currency,
     )
 
 
@@ -582,9 +583,12 @@ def test_unknown_currency(call: Any, currency: str) -> None:
      ("individual_name", 150), ("external_id", 255)],
 )  # fmt: skip
 def test_length_limits(param: str, limit: int) -> None:
-    validate(create({param: "a" * limit}).create)
-    validate(update({param: "a" * limit}))
-    for command in (create({param: "a" * (limit + 1)}).create, update({param: "a" * (limit + 1)})):
+    def text(length: int) -> str:  # an email must also look like one
+        return "a" * (length - 12) + "@example.com" if param == "email" else "a" * length
+
+    validate(create({param: text(limit)}).create)
+    validate(update({param: text(limit)}))
+    for command in (create({param: text(limit + 1)}).create, update({param: text(limit + 1)})):
         with pytest.raises(InvalidParameter) as info:
             validate(command)
         assert info.value.param == param
@@ -963,3 +967,54 @@ def test_any_params_convert_or_raise_domain_errors(params: dict[str, Any]) -> No
         elif not isinstance(result, (ListParams, SearchParams)):
             with contextlib.suppress(InvalidParameter):
                 validate(result)
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 13: the account's default currency, Stripe's test tokens
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_balance_without_currency_takes_the_accounts_default() -> None:
+    command = create("balance=1000", "usd")
+    assert command.create.currency == "usd" and command.create.balance == 1000
+    events = decide(command.create, INITIAL_STATE)
+    assert fold(events).currency == "usd" and fold(events).balance == 1000
+    assert create("balance=1000&currency=eur", "usd").create.currency == "eur"
+    assert create("email=a%40b.co", "usd").create.currency is None  # no balance, no currency
+
+
+def test_balance_without_currency_or_default_is_the_400_naming_currency() -> None:
+    command = create("balance=1000", None)
+    with pytest.raises(InvalidParameter) as caught:
+        decide(command.create, INITIAL_STATE)
+    assert caught.value.param == "currency"
+
+
+def test_update_balance_uses_the_default_only_while_the_customer_has_no_currency() -> None:
+    state = fold(decide(create("email=a%40b.co", None).create, INITIAL_STATE))
+    patch = customer_update(
+        parse("balance=-300"), customer_id="cus_NEW", transaction_id="cbtxn_U", occurred_at_us=NOW_US,
+        default_currency="usd",
+    )
+    after = fold(decide(patch, state), state)
+    assert after.currency == "usd" and after.balance == -300
+    eur = fold(decide(create("balance=5&currency=eur", None).create, INITIAL_STATE))
+    moved = fold(decide(msgspec.structs.replace(patch, customer_id="cus_NEW"), eur), eur)
+    assert moved.currency == "eur" and moved.balance == -300  # the customer's own currency wins
+
+
+@pytest.mark.parametrize("body", ["payment_method=pm_card_visa", "source=tok_visa", "source=tok_mastercard_debit"])
+def test_stripe_test_tokens_are_accepted_and_ignored_on_create(body: str) -> None:
+    assert create(body).create.profile == create("").create.profile
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [("payment_method=pm_1NxYz", "payment_method"), ("source=tok_1NxYzAbC", "source"),
+     ("source=pm_card_visa", "source"), ("payment_method=tok_visa", "payment_method")],
+)
+def test_other_payment_values_stay_unsupported(body: str, param: str) -> None:
+    error = error_of(create, body)
+    assert error.code == "parameter_unsupported" and error.param == param
+    # only create takes a test token: an update still says the ledger does not process payments
+    assert error_of(update, "source=tok_visa").code == "parameter_unsupported"

@@ -2,12 +2,14 @@
 (`service.handler.execute`) against a plain Python model of the ledger.
 
 Rules: create (with and without an initial balance and currency), create over an existing id, update
-(profile fields, metadata merge/unset, balance, currency), delete, adjust (random currencies, including
-mismatches and invalid codes; out-of-bounds and zero amounts), update a balance transaction, retry an
-idempotency key with the same parameters, and reuse a key with changed parameters or on another endpoint.
+(profile fields, metadata merge/unset, balance, currency), delete, adjust (random currencies: a customer
+has one ledger per currency; invalid codes; out-of-bounds and zero amounts), update a balance transaction,
+retry an idempotency key with the same parameters, and reuse a key with changed parameters or on another
+endpoint.
 
-After every step the invariants are checked against the store itself: balance = sum of amounts = last
-ending_balance; every ending_balance = previous + amount; the currency never changes once set; a
+After every step the invariants are checked against the store itself, per currency: balance = sum of
+amounts = last ending_balance; every ending_balance = previous + amount (in its currency); the customer's
+currency never changes once set and `balance` is that currency's; a
 rejected command appends nothing; idempotent retries append nothing and return the original result;
 stream versions run 1..n; the hash chain recomputes from GENESIS_HASH; the gap-safe global log holds
 every event exactly once.
@@ -37,6 +39,7 @@ from ledgerd.domain.customer import (
     BalanceAdjusted,
     BalanceTransactionState,
     CreateCustomer,
+    CustomerCreated,
     CustomerUpdated,
     DeleteCustomer,
     ProfilePatch,
@@ -44,6 +47,7 @@ from ledgerd.domain.customer import (
     UpdateCustomer,
     evolve,
     evolve_transaction,
+    ledgers,
 )
 from ledgerd.domain.errors import (
     BalanceOverflow,
@@ -130,7 +134,15 @@ class ModelCustomer:
 
     @property
     def balance(self) -> int:
-        return sum(entry.amount for entry in self.entries)
+        """The customer's own currency's balance."""
+        return self.balance_in(self.currency) if self.currency is not None else 0
+
+    def balance_in(self, currency: str) -> int:
+        return sum(entry.amount for entry in self.entries if entry.currency == currency)
+
+    def ledgers(self) -> dict[str, int]:
+        codes = {entry.currency for entry in self.entries} | ({self.currency} if self.currency else set())
+        return {code: self.balance_in(code) for code in codes}
 
 
 @dataclass
@@ -473,9 +485,7 @@ class LedgerMachine(RuleBasedStateMachine):
         customer = self.model.live(command.customer_id)
         if customer is None:
             return Reject(ResourceMissing, "customer")
-        if customer.currency is not None and customer.currency != command.currency:
-            return Reject(CurrencyMismatch, "currency")
-        if not balance_in_bounds(customer.balance + command.amount):
+        if not balance_in_bounds(customer.balance_in(command.currency) + command.amount):  # that ledger
             return Reject(BalanceOverflow, "amount")
 
         def commit() -> None:
@@ -753,21 +763,27 @@ class LedgerMachine(RuleBasedStateMachine):
         # the ledger: balance = sum of amounts = last ending balance, and the ending_balance chain
         state = INITIAL_STATE
         entries: list[BalanceAdjusted] = []
-        running = 0
+        running: dict[str, int] = {}  # per currency
+        first_currency: str | None = None  # the first one set: at creation, by an update or an entry
         for recorded in stream:
             domain_event = recorded.event
             state = evolve(state, domain_event)
+            if isinstance(domain_event, CustomerCreated):
+                first_currency = domain_event.currency
             if isinstance(domain_event, BalanceAdjusted):
-                assert domain_event.ending_balance == running + domain_event.amount
-                running = domain_event.ending_balance
+                previous = running.get(domain_event.currency, 0)
+                assert domain_event.ending_balance == previous + domain_event.amount
+                running[domain_event.currency] = domain_event.ending_balance
                 entries.append(domain_event)
+                first_currency = first_currency or domain_event.currency
             if isinstance(domain_event, CustomerUpdated) and domain_event.changes.currency is not UNSET:
                 assert domain_event.previous.currency is None, "currency changed after it was set"
-        assert state.balance == sum(entry.amount for entry in entries) == running
-        assert state.balance == (entries[-1].ending_balance if entries else 0)
-        assert len({entry.currency for entry in entries}) <= 1, "entries in several currencies"
-        if entries:
-            assert state.currency == entries[0].currency
+                first_currency = first_currency or domain_event.changes.currency
+        for code, ending in running.items():
+            assert sum(entry.amount for entry in entries if entry.currency == code) == ending
+        assert ledgers(state) == {**({first_currency: 0} if first_currency else {}), **running}
+        assert state.currency == first_currency
+        assert state.balance == (running.get(first_currency, 0) if first_currency else 0)
         # the currency never changes once the store has shown one
         if state.currency is not None:
             assert self.currency_seen.setdefault(customer.id, state.currency) == state.currency
@@ -777,6 +793,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert state.deleted == customer.deleted
         assert state.currency == customer.currency
         assert state.balance == customer.balance
+        assert ledgers(state) == customer.ledgers()
         assert state.profile.email == customer.email
         assert state.profile.metadata == customer.metadata
         assert [(e.transaction_id, e.amount, e.currency, e.type) for e in entries] == [

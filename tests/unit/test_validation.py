@@ -111,7 +111,7 @@ def test_full_profile_at_the_limits_passes() -> None:
     validate(
         create(
             Profile(
-                email="e" * 512,
+                email="e" * 500 + "@example.com",  # 512 characters
                 name="n" * 256,
                 phone="1" * 20,
                 description="d" * 5000,
@@ -227,10 +227,13 @@ def test_metadata_value_length() -> None:
     ],
 )
 def test_profile_text_limits(field: str, limit: int) -> None:
-    validate(profile(**{field: "x" * limit}))
-    validate(update(**{field: "x" * limit}))
-    rejects(profile(**{field: "x" * (limit + 1)}), field)
-    rejects(update(**{field: "x" * (limit + 1)}), field)
+    def text(length: int) -> str:  # an email must also look like one
+        return "x" * (length - 12) + "@example.com" if field == "email" else "x" * length
+
+    validate(profile(**{field: text(limit)}))
+    validate(update(**{field: text(limit)}))
+    rejects(profile(**{field: text(limit + 1)}), field)
+    rejects(update(**{field: text(limit + 1)}), field)
     rejects(profile(**{field: "a\x00"}), field)
 
 
@@ -336,3 +339,37 @@ def test_validate_only_raises_invalid_parameter_with_param(
             validate(command)
         except InvalidParameter as error:
             assert error.param
+
+
+# ---------------------------------------------------------------------------------------------------
+# email (issue 13): Stripe's 400 email_invalid naming `email`
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["jenny@example.com", "a@b.c", "first.last+tag@sub.example.co.uk", "x_y-z@xn--bcher-kva.example", "A@B.IO"],
+)
+def test_plausible_emails_pass(email: str) -> None:
+    validate(create(Profile(email=email, invoice_prefix=PREFIX)))
+    validate(UpdateCustomer(customer_id="cus_1", occurred_at=T0, patch=ProfilePatch(email=email)))
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["x@com", "@localhost", "jenny\uff20example.com", " jenny@example.com", "jenny@example.com ", "jen ny@example.com",
+     "jenny", "jenny@@example.com", "jenny@example..com", ".jenny@example.com", "jenny@-example.com", "jénny@example.com"],
+)
+def test_implausible_emails_are_email_invalid(email: str) -> None:
+    for command in (
+        create(Profile(email=email, invoice_prefix=PREFIX)),
+        UpdateCustomer(customer_id="cus_1", occurred_at=T0, patch=ProfilePatch(email=email)),
+    ):
+        with pytest.raises(InvalidParameter) as caught:
+            validate(command)
+        assert caught.value.code == "email_invalid" and caught.value.param == "email"
+        assert caught.value.message == f"Invalid email address: {email}"
+
+
+def test_clearing_the_email_is_not_validated() -> None:
+    validate(UpdateCustomer(customer_id="cus_1", occurred_at=T0, patch=ProfilePatch(email=None)))
