@@ -18,7 +18,7 @@ import requests
 import stripe
 
 from ledgerd.service import versions
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 
 def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from ledgerd.service import versions
-from tests.e2e.conftest import Server
 from tests.e2e.test_fidelity import new_key
+from tests.support.server import Server
 
 NODE_DIR = Path(__file__).parent / "node"
 

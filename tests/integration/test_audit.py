@@ -55,6 +55,7 @@ from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import Outcome, RequestContext
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
+from tests.support.appending import wait_for_horizon
 from tests.support.databases import create_database, drop_database, with_database
 
 ACCOUNT = "acct_audit"
@@ -312,6 +313,7 @@ async def test_digest_stops_below_a_running_writer(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     history = await make_history(store, seed=5, commands=10)
     before = history.events
+    await wait_for_horizon(pool)  # no unrelated older transaction on a shared server holds it back
     async with pool.acquire() as writer:
         transaction = writer.transaction()
         await transaction.start()

@@ -27,6 +27,7 @@ from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.plan import RequestContext
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
+from tests.support.appending import wait_for_horizon
 
 ACCOUNT = "acct_upcast"
 T0 = 1_700_000_000_000_000
@@ -135,6 +136,7 @@ async def test_a_v1_history_replays_like_the_current_one(pool: asyncpg.Pool, emp
     async with pool.acquire() as conn:
         expected_as_of = await answers_as_of(conn)
     out = io.BytesIO()
+    await wait_for_horizon(pool)
     async with pool.acquire() as conn:
         await audit.export_jsonl(conn, out)
     lines = as_v1(out.getvalue().splitlines())
@@ -166,6 +168,7 @@ async def test_without_the_upcaster_the_v1_history_loses_its_memo(pool: asyncpg.
     really goes through the upcaster)."""
     await write_history(pool)
     out = io.BytesIO()
+    await wait_for_horizon(pool)
     async with pool.acquire() as conn:
         await audit.export_jsonl(conn, out)
     lines = as_v1(out.getvalue().splitlines())

@@ -4,7 +4,9 @@ need no projection rows."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -101,3 +103,19 @@ async def append(
 ) -> list[RecordedEvent]:
     """On a raw asyncpg connection (which may be inside a transaction the test holds open)."""
     return await append_to(PostgresConnection(conn), header, expected_version, events, metadata, recorded_at_us)
+
+
+async def wait_for_horizon(pool: Any, timeout_s: float = 60.0) -> None:
+    """Wait until every committed event is below the gap-safe horizon (the oldest transaction still
+    running anywhere on the cluster). Exports and digests stop at that horizon by design; on a server
+    shared with other test processes an unrelated open transaction can hold it back for a while."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        below = await pool.fetchval(
+            "SELECT coalesce(max(tx_id), 0) < pg_snapshot_xmin(pg_current_snapshot())::text::bigint FROM events"
+        )
+        if below:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the gap-safe horizon did not pass the last event in time")
+        await asyncio.sleep(0.05)
