@@ -315,7 +315,7 @@ def response_schemas() -> dict[str, Schema]:
                     required=("object",),
                 ),
                 "livemode": {"type": "boolean"},
-                "pending_webhooks": const(0),
+                "pending_webhooks": integer(0, 2**31 - 1, "Webhook deliveries of this event not yet successful."),
                 "request": obj(
                     {"id": nullable({"type": "string"}), "idempotency_key": nullable({"type": "string"})}
                 ),
@@ -619,7 +619,10 @@ def transaction_update_params() -> Schema:
 
 
 def request_schemas() -> dict[str, Schema]:
+    from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
+
     return {
+        **webhooks.request_schemas(),
         "address_params": address_params(),
         "invoice_settings_params": invoice_settings_params(),
         "customer_create_params": customer_params(update=False),
@@ -874,8 +877,11 @@ def operation(
 
 
 def paths() -> dict[str, Schema]:
+    from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
+
     customer = {"parameters": [CUSTOMER_PATH]}
     return {
+        **webhooks.paths(),
         "/v1/customers": {
             "post": operation(
                 "PostCustomers",
@@ -1027,7 +1033,11 @@ def paths() -> dict[str, Schema]:
                         "Several event types (not with `type`).",
                     ),
                     created_query(),
-                    query("delivery_success", {"type": "boolean"}, "Accepted and ignored: no webhooks."),
+                    query(
+                        "delivery_success",
+                        {"type": "boolean"},
+                        "false: events with a webhook delivery still pending or failed; true: the others.",
+                    ),
                 ),
             ),
         },
@@ -1113,6 +1123,7 @@ def build() -> dict[str, Any]:
             {"name": "Customers"},
             {"name": "Customer balance transactions"},
             {"name": "Events"},
+            {"name": "Webhook endpoints"},
             {"name": "Operations", "description": "Public: no API key needed."},
         ],
         "paths": paths(),
@@ -1129,7 +1140,7 @@ def build() -> dict[str, Any]:
                     "description": "HTTP Basic with the secret key as the user name and an empty password.",
                 },
             },
-            "schemas": {**response_schemas(), **request_schemas()},
+            "schemas": {**response_schemas(), **webhook_response_schemas(), **request_schemas()},
             "responses": error_responses(),
             "headers": headers_component(),
         },
@@ -1141,6 +1152,12 @@ def build() -> dict[str, Any]:
             "max_depth": forms.MAX_DEPTH,
         },
     }
+
+
+def webhook_response_schemas() -> dict[str, Schema]:
+    from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
+
+    return webhooks.response_schemas()
 
 
 @functools.cache

@@ -26,6 +26,7 @@ from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
 from ledgerd.service.errors import StripeError, domain_error_response, json_response
 from ledgerd.service.store.postgres import PostgresEventStore
+from ledgerd.service.webhooks import events as webhook_events
 
 MAX_IDEMPOTENCY_KEY = 255
 CUSTOMER_LIST_FILTERS = frozenset({"email", "created", "test_clock"})
@@ -461,11 +462,12 @@ async def list_events(request: web.Request) -> web.Response:
             query.where("type = {}", options.type)
     if options.types is not None:
         query.where("type = ANY({}::text[])", list(options.types))
-    if options.delivery_success is False:
-        query.where("false")  # no webhooks are sent, so no delivery is pending or failed
+    if options.delivery_success is not None:  # webhooks: still pending or failed to some endpoint, or not
+        query.where(("" if options.delivery_success is False else "NOT ") + webhook_events.UNDELIVERED)
     query.created(options.created)
     rows, has_more = await query.fetch(pool_of(request), options)
-    return json_response(200, list_body("/v1/events", [render_event(row) for row in rows], has_more))
+    events = await webhook_events.with_pending(pool_of(request), [render_event(row) for row in rows])
+    return json_response(200, list_body("/v1/events", events, has_more))
 
 
 @routes.get("/v1/events/{event}")
@@ -480,7 +482,8 @@ async def retrieve_event(request: web.Request) -> web.Response:
     )
     if row is None:
         raise ResourceMissing(f"No such event: '{event_id}'", param="id")
-    return json_response(200, msgspec.json.encode(render_event(row)))
+    [event] = await webhook_events.with_pending(pool_of(request), [render_event(row)])
+    return json_response(200, msgspec.json.encode(event))
 
 
 # ---------------------------------------------------------------------------------------------------

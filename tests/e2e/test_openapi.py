@@ -21,6 +21,7 @@ from ledgerd.service.app import PUBLIC_PATHS, create_app
 from ledgerd.service.config import Config
 from ledgerd.service.explorer import DOCS_PATH, DOCS_PREFIX
 from ledgerd.service.openapi import OPENAPI_PATH, document
+from ledgerd.service.webhooks import params as webhook_params
 from tests.e2e.conftest import Server
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -133,6 +134,11 @@ def test_parameters_match_the_params_layer() -> None:
     for path in (f"{transactions}/{{transaction}}", "/v1/events/{event}", f"{customer}/history"):
         assert query_names(doc, "get", path) == {"expand"}
     assert query_names(doc, "delete", customer) == {"expand"}
+    endpoints, endpoint = "/v1/webhook_endpoints", "/v1/webhook_endpoints/{webhook_endpoint}"
+    assert body_properties(doc, "post", endpoints) == webhook_params.CREATE_PARAMS
+    assert body_properties(doc, "post", endpoint) == webhook_params.UPDATE_PARAMS
+    assert query_names(doc, "get", endpoints) == pagination
+    assert query_names(doc, "get", endpoint) == query_names(doc, "delete", endpoint) == {"expand"}
 
 
 def test_limits_match_the_code() -> None:
@@ -382,6 +388,30 @@ def test_operations_calls_match_the_document(api: Api) -> None:
     assert "ledger_http_requests" in api.call("GET", "/metrics", key=None).text
 
 
+def test_webhook_endpoint_calls_match_the_document(api: Api) -> None:
+    api.ran.add("test_webhook_endpoint_calls_match_the_document")
+    form = {"url": "https://hooks.example.com/x", "enabled_events[0]": "customer.created", "metadata[k]": "v"}
+    created = api.call("POST", "/v1/webhook_endpoints", data=form)
+    assert created.status_code == 200, created.text
+    one = {"webhook_endpoint": created.json()["id"]}
+    single = "/v1/webhook_endpoints/{webhook_endpoint}"
+    api.call("POST", "/v1/webhook_endpoints", json={"url": "https://h.example.com", "enabled_events": ["*"]})
+    assert api.call("POST", "/v1/webhook_endpoints", data={"url": "x"}).status_code == 400
+    assert api.call("GET", "/v1/webhook_endpoints", params={"limit": "1"}).json()["has_more"] is True
+    assert api.call("GET", single, path_params=one).json()["metadata"] == {"k": "v"}
+    assert api.call("POST", single, path_params=one, data={"disabled": "true"}).json()["status"] == "disabled"
+    rolled = api.call("POST", single + "/roll_secret", path_params=one, data={"expire_previous_in": "60"})
+    assert rolled.json()["secret"].startswith("whsec_")
+    assert api.call("POST", single + "/recover", path_params=one, data={"since": "0"}).json()["deliveries"] >= 0
+    assert api.call("GET", single + "/attempts", path_params=one, params={"limit": "5"}).status_code == 200
+    event = api.call("GET", "/v1/events", params={"limit": "1"}).json()["data"][0]["id"]
+    assert api.call("GET", "/v1/events/{event}/attempts", path_params={"event": event}).status_code == 200
+    retried = api.call("POST", "/v1/events/{event}/retry", path_params={"event": event}, data={"webhook_endpoint": one["webhook_endpoint"]})
+    assert retried.status_code == 400  # the endpoint is disabled
+    assert api.call("DELETE", single, path_params=one).json()["deleted"] is True
+    assert api.call("GET", single, path_params=one).status_code == 404
+
+
 def test_openapi_json_is_served_without_a_key(api: Api) -> None:
     if ("GET", OPENAPI_PATH) not in app_routes():
         pytest.skip(f"GET {OPENAPI_PATH} is not routed yet (service.openapi.openapi_view)")
@@ -411,6 +441,7 @@ CALL_TESTS = frozenset(
         "test_balance_transaction_and_event_calls_match_the_document",
         "test_error_calls_match_the_document",
         "test_operations_calls_match_the_document",
+        "test_webhook_endpoint_calls_match_the_document",
     }
 )
 

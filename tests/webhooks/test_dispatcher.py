@@ -1,0 +1,85 @@
+"""The dispatcher's fan-out: gap-safe (an event that commits after a later-numbered one is never skipped),
+exactly one delivery per (event, endpoint) with several dispatchers at once, and the checkpoint moves only
+with the deliveries it covers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+
+import asyncpg
+
+from ledgerd.service.webhooks.dispatcher import dispatch_all
+from tests.support.webhooks import serving
+
+
+async def append_feed_row(conn: asyncpg.Connection, customer_id: str) -> None:
+    """A customer.created event and its feed row, written by hand (this test is about ordering only)."""
+    now = dt.datetime.now(dt.UTC)
+    await conn.execute(
+        """INSERT INTO streams (stream_id, stream_type, account, livemode, version, head_hash)
+           VALUES ($1, 'customer', 'acct_a', false, 1, $2)""",
+        customer_id, hashlib.sha256(customer_id.encode()).digest(),
+    )
+    position = await conn.fetchval(
+        """INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
+                               recorded_at, hash)
+           VALUES ($1, 1, $2, 'CustomerCreated', 1, '{}', '{}', $3, $4) RETURNING position""",
+        customer_id, f"evt_{customer_id}", now, hashlib.sha256(customer_id.encode()).digest(),
+    )
+    await conn.execute(
+        """INSERT INTO stripe_events (id, account, livemode, position, seq, type, created, customer_id, data, request)
+           VALUES ($1, 'acct_a', false, $2, 0, 'customer.created', $3, $4, '{}', '{}')""",
+        f"evt_{customer_id}", position, int(now.timestamp()), customer_id,
+    )
+
+
+async def test_a_transaction_that_commits_late_is_waited_for_not_skipped(db_url: str, pool: asyncpg.Pool) -> None:
+    async with serving(db_url, LEDGER_WEBHOOKS="off") as api:
+        endpoint = await api.endpoint("https://hooks.example.com/")
+    slow = await asyncpg.connect(db_url)
+    try:
+        transaction = slow.transaction()
+        await transaction.start()
+        await slow.fetchval("SELECT pg_current_xact_id()")  # the older transaction id ...
+        await append_feed_row(slow, "cus_slow")  # ... and the lower position
+        async with pool.acquire() as fast:
+            await append_feed_row(fast, "cus_fast")  # committed first
+        stalled = await dispatch_all(pool, 100)
+        assert stalled.events == 0  # below the horizon there is nothing yet: it waits
+        await transaction.commit()
+    finally:
+        await slow.close()
+    done = await dispatch_all(pool, 100)
+    assert (done.events, done.deliveries) == (2, 2)
+    rows = await pool.fetch("SELECT event_id, endpoint_id FROM webhook_deliveries")
+    assert {(row["event_id"], row["endpoint_id"]) for row in rows} == {
+        ("evt_cus_slow", endpoint["id"]), ("evt_cus_fast", endpoint["id"])
+    }
+    # The checkpoint is the fast event's: committed later in transaction-id order, it comes last.
+    checkpoint = await pool.fetchrow("SELECT tx_id, position FROM webhook_dispatch_checkpoint")
+    fast = await pool.fetchrow("SELECT tx_id, position FROM events WHERE event_id = 'evt_cus_fast'")
+    assert tuple(checkpoint) == tuple(fast)
+    again = await dispatch_all(pool, 100)
+    assert again.events == 0
+
+
+async def test_concurrent_dispatchers_fan_out_each_event_once(db_url: str, pool: asyncpg.Pool) -> None:
+    async with serving(db_url, LEDGER_WEBHOOKS="off") as api:
+        endpoints = [await api.endpoint(f"https://hooks.example.com/{n}") for n in range(3)]
+        writers = [asyncio.create_task(api.customer(name=f"c{n}")) for n in range(40)]
+        other = await asyncpg.create_pool(db_url, min_size=1, max_size=3)
+        try:
+            rounds = []
+            while not all(task.done() for task in writers) or rounds[-2:] != [0, 0]:
+                results = await asyncio.gather(dispatch_all(pool, 7), dispatch_all(other, 7), dispatch_all(pool, 7))
+                rounds.append(sum(result.events for result in results))
+            await asyncio.gather(*writers)
+        finally:
+            await other.close()
+    final = await dispatch_all(pool, 7)
+    count = await pool.fetchval("SELECT count(*) FROM stripe_events")
+    assert count == 40 and final.events == 0
+    pairs = await pool.fetch("SELECT event_id, endpoint_id FROM webhook_deliveries")
+    assert len(pairs) == 40 * len(endpoints) == len({tuple(pair) for pair in pairs})
