@@ -76,7 +76,7 @@ CREATE TABLE webhook_attempts (
     status_code     integer,              -- NULL when no response arrived
     error           text,                 -- error class: timeout, connection, ssrf_blocked, redirect, http_status
     latency_ms      integer NOT NULL,
-    response        bytea NOT NULL DEFAULT '\x'::bytea CHECK (length(response) <= 20000),
+    response        bytea NOT NULL CHECK (length(response) <= 20000),
     next_attempt_at timestamptz,          -- NULL: no further attempt scheduled
     manual          boolean NOT NULL DEFAULT false
 );
