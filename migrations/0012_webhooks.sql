@@ -23,7 +23,9 @@ CREATE TABLE webhook_endpoints (
     deleted                    boolean NOT NULL DEFAULT false,
     -- The first failed attempt since the last success (NULL while healthy): auto-disable after N hours.
     failing_since              timestamptz,
-    updated_at                 timestamptz NOT NULL DEFAULT now()
+    updated_at                 timestamptz NOT NULL DEFAULT now(),
+    -- `ledgerd listen`'s endpoint: delivered by that process only (to a local URL), never by the service.
+    forwarder                  boolean NOT NULL DEFAULT false
 );
 
 CREATE INDEX webhook_endpoints_by_account ON webhook_endpoints (account, livemode, position DESC)

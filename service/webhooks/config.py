@@ -46,6 +46,8 @@ class WebhookConfig:
     poll_min_s: float = 0.05
     poll_max_s: float = 1.0
     dispatch_batch: int = 500
+    # `ledgerd listen`: deliver this endpoint's deliveries only (None: every endpoint but listeners').
+    only_endpoint: str | None = None
     worker_id: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     @property

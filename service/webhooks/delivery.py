@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +160,7 @@ def utcnow() -> dt.datetime:
 async def claim(pool: asyncpg.Pool, config: WebhookConfig, limit: int) -> list[asyncpg.Record]:
     async with pool.acquire() as conn, conn.transaction():
         rows: list[asyncpg.Record] = await conn.fetch(
-            statements()["claim"], limit, config.lease_s, config.worker_id
+            statements()["claim"], limit, config.lease_s, config.worker_id, config.only_endpoint
         )
     return rows
 
@@ -206,7 +207,15 @@ async def deliver(
 class Deliverer:
     """Keeps up to `config.concurrency` deliveries in flight; `wake()` makes it look for work now."""
 
-    def __init__(self, pool: asyncpg.Pool, config: WebhookConfig, log: Any, metrics: WebhookMetrics) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        config: WebhookConfig,
+        log: Any,
+        metrics: WebhookMetrics,
+        on_attempt: Callable[[Any, Outcome], None] | None = None,
+    ) -> None:
+        self.on_attempt = on_attempt
         self.pool = pool
         self.config = config
         self.log = log
@@ -223,6 +232,8 @@ class Deliverer:
         except Exception as error:  # not recorded: the lease expires and the event is sent again
             self.log.warning("webhook_settle_failed", event=row["id"], endpoint=row["endpoint_id"], error=repr(error))
             return
+        if self.on_attempt is not None:
+            self.on_attempt(row, outcome)
         self.metrics.attempts.labels(outcome=outcome.error or "succeeded").inc()
         self.metrics.latency.observe(outcome.latency_ms / 1000)
         if retry_in is not None:  # look again when the retry is due, not at the next idle poll

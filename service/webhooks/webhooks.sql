@@ -54,6 +54,8 @@ WITH due AS (
     WHERE d.state = 'pending' AND d.due_at <= now()
       AND (d.lease_until IS NULL OR d.lease_until < now())
       AND w.status = 'enabled' AND NOT w.deleted
+      -- The service's workers ($4 NULL) never send to a `ledgerd listen` endpoint; a listener only to its own.
+      AND CASE WHEN $4::text IS NULL THEN NOT w.forwarder ELSE d.endpoint_id = $4 END
     ORDER BY d.due_at
     LIMIT $1
     FOR UPDATE OF d SKIP LOCKED

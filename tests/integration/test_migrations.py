@@ -170,6 +170,7 @@ webhook_endpoints.created bigint NOT NULL
 webhook_endpoints.deleted boolean NOT NULL false
 webhook_endpoints.failing_since timestamp_with_time_zone NULL
 webhook_endpoints.updated_at timestamp_with_time_zone NOT NULL now()
+webhook_endpoints.forwarder boolean NOT NULL false
 webhook_subscriptions.endpoint_id text NOT NULL
 webhook_subscriptions.valid_from timestamp_with_time_zone NOT NULL
 webhook_subscriptions.seq bigint NOT NULL IDENTITY
