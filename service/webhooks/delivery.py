@@ -158,10 +158,10 @@ def utcnow() -> dt.datetime:
 
 
 async def claim(pool: asyncpg.Pool, config: WebhookConfig, limit: int) -> list[asyncpg.Record]:
-    async with pool.acquire() as conn, conn.transaction():
-        rows: list[asyncpg.Record] = await conn.fetch(
-            statements()["claim"], limit, config.lease_s, config.worker_id, config.only_endpoint
-        )
+    """Lease up to `limit` due deliveries: one statement, its own (short) transaction, committed on return."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        statements()["claim"], limit, config.lease_s, config.worker_id, config.only_endpoint
+    )
     return rows
 
 
@@ -171,22 +171,23 @@ async def settle(
     """Record the attempt and what follows from it, in one short transaction; the seconds until the next
     attempt (None: no further attempt)."""
     sql = statements()
-    next_at: dt.datetime | None = None
-    delay: float | None = None
-    state = "succeeded"
-    if not outcome.succeeded:
-        delay = None if outcome.status_code == 410 else next_delay(config, row["livemode"], row["attempts"], outcome)
-        state = "failed" if delay is None else "pending"
-        next_at = None if delay is None else utcnow() + dt.timedelta(seconds=delay)
+    excerpt = outcome.response[:RESPONSE_EXCERPT]
+    if outcome.succeeded:
+        await pool.execute(
+            sql["record_success"], row["delivery_id"], row["id"], row["endpoint_id"], at, outcome.status_code,
+            outcome.latency_ms, excerpt, row["manual"], config.worker_id, row["attempts"],
+        )
+        return None
+    delay = None if outcome.status_code == 410 else next_delay(config, row["livemode"], row["attempts"], outcome)
+    state = "failed" if delay is None else "pending"
+    next_at = None if delay is None else utcnow() + dt.timedelta(seconds=delay)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             sql["record_attempt"], row["delivery_id"], row["id"], row["endpoint_id"], at, outcome.status_code,
-            outcome.error, outcome.latency_ms, outcome.response[:RESPONSE_EXCERPT], next_at, row["manual"],
+            outcome.error, outcome.latency_ms, excerpt, next_at, row["manual"],
         )
         await conn.execute(sql["settle"], row["delivery_id"], config.worker_id, row["attempts"], state, next_at)
-        if outcome.succeeded:
-            await conn.execute(sql["endpoint_succeeded"], row["endpoint_id"])
-        elif outcome.status_code == 410:
+        if outcome.status_code == 410:
             await conn.execute(sql["disable_endpoint"], row["endpoint_id"], "gone", utcnow())
         elif await conn.fetchval(sql["endpoint_failed"], row["endpoint_id"], at, config.disable_after_hours * 3600.0):
             await conn.execute(sql["disable_endpoint"], row["endpoint_id"], "failing", utcnow())

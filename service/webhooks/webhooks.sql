@@ -71,8 +71,7 @@ RETURNING d.id AS delivery_id, d.endpoint_id, d.attempts, d.manual, w.url, w.sec
      WHERE x.event_id = d.event_id AND x.state NOT IN ('succeeded', 'canceled')) AS pending_webhooks
 
 -- name: settle
--- The outcome of one attempt, if the lease is still ours: succeeded, pending again (due at $5), or
--- failed for good ($4 'failed').
+-- A failed attempt's outcome, if the lease is still ours: pending again (due at $5), or failed for good.
 UPDATE webhook_deliveries
 SET state = $4, due_at = coalesce($5, due_at), lease_until = NULL, lease_owner = NULL, manual = false,
     delivered_at = CASE WHEN $4 = 'succeeded' THEN now() ELSE delivered_at END
@@ -82,9 +81,6 @@ WHERE id = $1 AND lease_owner = $2 AND attempts = $3
 INSERT INTO webhook_attempts
     (delivery_id, event_id, endpoint_id, at, status_code, error, latency_ms, response, next_attempt_at, manual)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-
--- name: endpoint_succeeded
-UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL
 
 -- name: endpoint_failed
 -- Start (or keep) the failure clock; returns whether the endpoint has now failed for too long.
@@ -102,3 +98,19 @@ WITH disabled AS (
 )
 INSERT INTO webhook_subscriptions (endpoint_id, valid_from, enabled_events, active)
 SELECT id, $3, enabled_events, false FROM disabled
+
+-- name: record_success
+-- The common case in one statement (its own transaction, one round trip): the attempt, the delivery
+-- succeeded if the lease is still ours, the endpoint's failure clock stopped.
+WITH attempt AS (
+    INSERT INTO webhook_attempts
+        (delivery_id, event_id, endpoint_id, at, status_code, error, latency_ms, response, next_attempt_at, manual)
+    VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, NULL, $8)
+), settled AS (
+    UPDATE webhook_deliveries
+    SET state = 'succeeded', lease_until = NULL, lease_owner = NULL, manual = false, delivered_at = now()
+    WHERE id = $1 AND lease_owner = $9 AND attempts = $10
+), healthy AS (
+    UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $3 AND failing_since IS NOT NULL
+)
+SELECT 1
