@@ -85,14 +85,18 @@ async def fresh_database(server_url: str) -> str:
     return url
 
 
-async def serve(db_url: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
+def spawn(db_url: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "ledgerd.service.cli", "serve", "--port", str(port), "--no-migrate"],
         env={**os.environ, "DATABASE_URL": db_url, **BASE_ENV, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def serve(db_url: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = spawn(db_url, port, env)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         for _ in range(400):
