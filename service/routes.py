@@ -470,11 +470,9 @@ async def list_events(request: web.Request) -> web.Response:
     return json_response(200, list_body("/v1/events", events, has_more))
 
 
-@routes.get("/v1/events/{event}")
-async def retrieve_event(request: web.Request) -> web.Response:
-    await read_only_expand(request)
-    event_id = path_id(request, "event", "id")
-    row = await pool_of(request).fetchrow(
+async def event_row(request: web.Request, event_id: str) -> asyncpg.Record:
+    """The account's (and mode's) feed row of an event, or a 404."""
+    row: asyncpg.Record | None = await pool_of(request).fetchrow(
         "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
         event_id,
         request["account"],
@@ -482,6 +480,13 @@ async def retrieve_event(request: web.Request) -> web.Response:
     )
     if row is None:
         raise ResourceMissing(f"No such event: '{event_id}'", param="id")
+    return row
+
+
+@routes.get("/v1/events/{event}")
+async def retrieve_event(request: web.Request) -> web.Response:
+    await read_only_expand(request)
+    row = await event_row(request, path_id(request, "event", "id"))
     [event] = await webhook_events.with_pending(pool_of(request), [render_event(row)])
     return json_response(200, msgspec.json.encode(event))
 

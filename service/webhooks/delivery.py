@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 from yarl import URL
 
+from ledgerd.service.routes import render_event
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.metrics import WebhookMetrics
 from ledgerd.service.webhooks.signing import signed_headers
@@ -47,21 +48,9 @@ class Outcome:
 
 
 def render_payload(row: Any) -> bytes:
-    """The event as GET /v1/events/{id} renders it, with the pending count at claim time: compact JSON,
-    the exact bytes signed and sent."""
-    body = {
-        "id": row["id"],
-        "object": "event",
-        "account": row["account"],
-        "api_version": None,
-        "created": row["created"],
-        "data": msgspec.json.decode(row["data"]),
-        "livemode": row["livemode"],
-        "pending_webhooks": row["pending_webhooks"],
-        "request": msgspec.json.decode(row["request"]),
-        "type": row["type"],
-    }
-    return msgspec.json.encode(body)
+    """The event as GET /v1/events/{id} renders it, with the pending count at claim time: the exact bytes
+    signed and sent."""
+    return msgspec.json.encode(render_event(row) | {"pending_webhooks": row["pending_webhooks"]})
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ledgerd.domain.customer import merge_metadata
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.service import params
 from ledgerd.service.errors import json_response
@@ -140,20 +141,6 @@ async def retrieve_endpoint(request: web.Request) -> web.Response:
     return json_response(200, msgspec.json.encode(render_endpoint(row)))
 
 
-def merged_metadata(current: dict[str, str], patch: dict[str, str | None] | None) -> dict[str, str]:
-    if patch is None:
-        return {}
-    merged = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    if len(merged) > 50:
-        raise InvalidParameter("Metadata can have at most 50 keys.", param="metadata")
-    return merged
-
-
 @routes.post("/v1/webhook_endpoints/{webhook_endpoint}")
 async def update_endpoint(request: web.Request) -> web.Response:
     payload = await read_params(request)
@@ -180,7 +167,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
         if not isinstance(change.description, msgspec.UnsetType):
             values["description"] = change.description
         if not isinstance(change.metadata, msgspec.UnsetType):
-            values["metadata"] = merged_metadata(values["metadata"], change.metadata)
+            values["metadata"] = merge_metadata(values["metadata"], change.metadata)
         if not isinstance(change.disabled, msgspec.UnsetType):
             if change.disabled:
                 values["status"], values["disabled_reason"] = "disabled", "manual"

@@ -21,7 +21,7 @@ from aiohttp import web
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.service.errors import json_response
 from ledgerd.service.params import NO_PARAMS, _check_keys, _integer, _limit, _opt_string, _required, _unset
-from ledgerd.service.routes import list_body, path_id, pool_of, read_params, render_event
+from ledgerd.service.routes import event_row, list_body, path_id, pool_of, read_params, render_event
 from ledgerd.service.webhooks import events as webhook_events
 from ledgerd.service.webhooks.endpoints import endpoint_path_id, endpoint_row, render_endpoint
 from ledgerd.service.webhooks.signing import new_secret
@@ -55,18 +55,6 @@ def wake(request: web.Request) -> None:
     deliverer = request.app.get("webhook_deliverer")
     if deliverer is not None:
         deliverer.wake()
-
-
-async def event_row(request: web.Request, event_id: str) -> Any:
-    row = await pool_of(request).fetchrow(
-        "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
-        event_id,
-        request["account"],
-        request["livemode"],
-    )
-    if row is None:
-        raise ResourceMissing(f"No such event: '{event_id}'", param="id")
-    return row
 
 
 @routes.post("/v1/events/{event}/retry")
