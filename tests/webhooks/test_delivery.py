@@ -105,6 +105,34 @@ async def test_after_the_last_retry_the_delivery_fails_and_lists_as_undelivered(
         assert tuple(delivery) == ("failed", 3)
 
 
+async def test_retry_after_on_429_is_honoured_within_twice_the_scheduled_delay(db_url: str) -> None:
+    async with receiving() as receiver, serving(db_url, **ALLOW) as api:
+        receiver.plan("/hook", {"status": 429, "headers": {"Retry-After": "30"}}, 200)
+        await api.endpoint(receiver.url(), ("customer.created",))
+        await api.customer()
+        first, second = await receiver.wait_for(lambda got: len(got) >= 2)
+        # scheduled 0.3 s (+-20 %); Retry-After 30 s is clamped to 2x that: between 0.48 and 0.72 s (+ polling)
+        assert 0.45 <= second.at - first.at < 1.5, second.at - first.at
+
+
+async def test_an_endpoint_failing_for_too_long_is_disabled(db_url: str) -> None:
+    env = {**ALLOW, "LEDGER_WEBHOOK_RETRY_SCHEDULE": "0.4,0.4,0.4,0.4,0.4,0.4", "LEDGER_WEBHOOK_DISABLE_AFTER_HOURS": "0.0003"}
+    async with receiving() as receiver, serving(db_url, **env) as api:
+        receiver.plan("/hook", *[500] * 20)
+        endpoint = await api.endpoint(receiver.url(), ("customer.created",))
+        await api.customer()
+        await receiver.wait_for(lambda got: len(got) >= 3)  # 0.0003 h = 1.08 s of failures disables it
+        await asyncio.sleep(2.0)
+        got = await api.ok("GET", f"/v1/webhook_endpoints/{endpoint['id']}")
+        assert got["status"] == "disabled"
+        count = len(receiver.received)
+        assert 3 <= count < 7  # stopped before the schedule ran out
+        await asyncio.sleep(1.0)
+        assert len(receiver.received) == count
+        [row] = await api.fetch("SELECT disabled_reason FROM webhook_endpoints")
+        assert row["disabled_reason"] == "failing"
+
+
 async def test_410_disables_the_endpoint(db_url: str) -> None:
     async with receiving() as receiver, serving(db_url, **ALLOW) as api:
         receiver.plan("/hook", 410)
