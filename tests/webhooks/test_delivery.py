@@ -186,6 +186,22 @@ async def test_ssrf_guard_refuses_private_destinations(db_url: str) -> None:
         assert receiver.received == []
 
 
+async def test_ssrf_guard_checks_ip_literals_at_delivery_too(db_url: str) -> None:
+    """aiohttp never resolves an IP literal: the guard checks it itself (here: allowed when the endpoint was
+    created, no longer allowed when the service delivers)."""
+    async with receiving() as receiver:
+        async with serving(db_url, LEDGER_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8", LEDGER_WEBHOOKS="off") as api:
+            endpoint = await api.endpoint(receiver.url(), ("customer.created",))
+            await api.customer()
+        async with serving(db_url, LEDGER_WEBHOOK_RETRY_SCHEDULE="5") as api:
+            deadline = time.monotonic() + 10
+            while not (attempts := await attempts_of(api, endpoint["id"])) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            assert attempts and attempts[0]["error"] == "ssrf_blocked", attempts
+            assert bytes(attempts[0]["response"]).startswith(b"127.0.0.1 is a non-public address")
+        assert receiver.received == []
+
+
 async def test_no_transaction_is_open_while_a_request_is_in_flight(db_url: str) -> None:
     async with receiving() as receiver, serving(db_url, **ALLOW) as api:
         receiver.plan("/hook", {"sleep": 2})
