@@ -21,6 +21,7 @@ from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
 from ledgerd.service.routes import PagedQuery, list_body, pool_of, read_only_expand, read_params
 from ledgerd.service.store.postgres import to_timestamp
+from ledgerd.service.webhooks import idempotent
 from ledgerd.service.webhooks import params as endpoint_params
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.signing import new_secret
@@ -92,6 +93,9 @@ async def create_endpoint(request: web.Request) -> web.Response:
     at_us = now_us()
     account, livemode = request["account"], request["livemode"]
     async with pool_of(request).acquire() as conn, conn.transaction():
+        key, replayed = await idempotent.begin(conn, request, payload)
+        if replayed is not None:
+            return replayed
         # One creator at a time per account and mode, so the limit holds under concurrent creates.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"webhooks:{account}:{livemode}")
         count = await conn.fetchval(
@@ -122,7 +126,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
             at_us // 1_000_000,
         )
         await conn.execute(SQL_SUBSCRIBE, endpoint_id, to_timestamp(at_us), list(spec.enabled_events), True)
-    return json_response(200, msgspec.json.encode(render_endpoint(row, with_secret=True)))
+        return await idempotent.finish(conn, request, key, msgspec.json.encode(render_endpoint(row, with_secret=True)))
 
 
 @routes.get("/v1/webhook_endpoints")
@@ -150,6 +154,9 @@ async def update_endpoint(request: web.Request) -> web.Response:
     )
     at_us = now_us()
     async with pool_of(request).acquire() as conn, conn.transaction():
+        key, replayed = await idempotent.begin(conn, request, payload)
+        if replayed is not None:
+            return replayed
         row = await endpoint_row(conn, request, endpoint_id, lock=True)
         values: dict[str, Any] = {
             "url": row["url"],
@@ -190,20 +197,23 @@ async def update_endpoint(request: web.Request) -> web.Response:
             await conn.execute(
                 SQL_SUBSCRIBE, endpoint_id, to_timestamp(at_us), values["enabled_events"], values["status"] == "enabled"
             )
-    return json_response(200, msgspec.json.encode(render_endpoint(updated)))
+        return await idempotent.finish(conn, request, key, msgspec.json.encode(render_endpoint(updated)))
 
 
 @routes.delete("/v1/webhook_endpoints/{webhook_endpoint}")
 async def delete_endpoint(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    payload = await read_only_expand(request)
     endpoint_id = endpoint_path_id(request)
     at_us = now_us()
     async with pool_of(request).acquire() as conn, conn.transaction():
+        key, replayed = await idempotent.begin(conn, request, payload)
+        if replayed is not None:
+            return replayed
         row = await endpoint_row(conn, request, endpoint_id, lock=True)
         await conn.execute("UPDATE webhook_endpoints SET deleted = true, updated_at = now() WHERE id = $1", endpoint_id)
         await conn.execute(SQL_SUBSCRIBE, endpoint_id, to_timestamp(at_us), list(row["enabled_events"]), False)
         await conn.execute(
             "UPDATE webhook_deliveries SET state = 'canceled' WHERE endpoint_id = $1 AND state = 'pending'", endpoint_id
         )
-    body = {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
-    return json_response(200, msgspec.json.encode(body))
+        body = {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+        return await idempotent.finish(conn, request, key, msgspec.json.encode(body))

@@ -142,7 +142,8 @@ def paths() -> dict[str, Schema]:
                 "PostWebhookEndpoints",
                 "Create a webhook endpoint (the response carries its signing secret, once)",
                 tag,
-                {"200": doc.ok("webhook_endpoint_created", "The new endpoint."), **doc.errors(*write)},
+                {"200": doc.ok("webhook_endpoint_created", "The new endpoint.", write=True), **doc.errors(*write)},
+                parameters=[doc.idempotency_header()],
                 request_body=doc.body(
                     "webhook_endpoint_create_params",
                     required=True,
@@ -170,7 +171,8 @@ def paths() -> dict[str, Schema]:
                 "PostWebhookEndpointsWebhookEndpoint",
                 "Update a webhook endpoint",
                 tag,
-                {"200": doc.ok("webhook_endpoint", "The updated endpoint."), **doc.errors(*write)},
+                {"200": doc.ok("webhook_endpoint", "The updated endpoint.", write=True), **doc.errors(*write)},
+                parameters=[doc.idempotency_header()],
                 request_body=doc.body(
                     "webhook_endpoint_update_params", required=False, example={"disabled": True}
                 ),
@@ -179,8 +181,8 @@ def paths() -> dict[str, Schema]:
                 "DeleteWebhookEndpointsWebhookEndpoint",
                 "Delete a webhook endpoint (its pending deliveries are cancelled)",
                 tag,
-                {"200": doc.ok("deleted_webhook_endpoint", "The deleted endpoint."), **doc.errors(*write)},
-                parameters=[doc.expand_query()],
+                {"200": doc.ok("deleted_webhook_endpoint", "The deleted endpoint.", write=True), **doc.errors(*write)},
+                parameters=[doc.idempotency_header(), doc.expand_query()],
             ),
         },
         **extension_paths(),

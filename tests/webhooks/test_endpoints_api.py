@@ -79,6 +79,29 @@ async def test_at_most_16_endpoints_per_account_and_mode(db_url: str) -> None:
         await api.endpoint(URL)
 
 
+async def test_an_idempotency_key_makes_a_retried_create_one_endpoint(db_url: str) -> None:
+    async with serving(db_url) as api:
+        form = {"url": URL, "enabled_events[0]": "*"}
+        headers = {"Authorization": f"Bearer {api.key}", "Idempotency-Key": "create-once"}
+        answers = []
+        for _ in range(2):
+            async with api.http.post(api.base_url + "/v1/webhook_endpoints", data=form, headers=headers) as response:
+                answers.append((response.status, response.headers.get("Idempotent-Replayed"), await response.json()))
+        assert [status for status, _, _ in answers] == [200, 200]
+        assert answers[0][2] == answers[1][2] and answers[1][1] == "true" and answers[0][1] is None
+        assert await count_rows(api) == (1, 1)
+        async with api.http.post(api.base_url + "/v1/webhook_endpoints", data={**form, "description": "x"},
+                                 headers=headers) as response:
+            body = await response.json()
+            assert response.status == 400 and body["error"]["type"] == "idempotency_error", body
+        path = f"/v1/webhook_endpoints/{answers[0][2]['id']}"
+        delete = {"Authorization": f"Bearer {api.key}", "Idempotency-Key": "delete-once"}
+        for _ in range(2):
+            async with api.http.delete(api.base_url + path, headers=delete) as response:
+                assert response.status == 200 and (await response.json())["deleted"] is True
+        assert await count_rows(api) == (1, 2)
+
+
 CREATE_CASES = [
     ({"enabled_events[0]": "*"}, "url"),
     ({"url": URL}, "enabled_events"),
