@@ -220,7 +220,7 @@ class Deliverer:
         try:
             outcome, retry_in = await deliver(self.pool, session, self.config, row)
         except Exception as error:  # not recorded: the lease expires and the event is sent again
-            self.log.warning("webhook_settle_failed", event=row["id"], endpoint=row["endpoint_id"], error=repr(error))
+            self.log.warning("webhook_settle_failed", event_id=row["id"], endpoint=row["endpoint_id"], error=repr(error))
             return
         if self.on_attempt is not None:
             self.on_attempt(row, outcome)
@@ -230,7 +230,7 @@ class Deliverer:
             asyncio.get_running_loop().call_later(retry_in, self.wake)
         if not outcome.succeeded:
             self.log.info(
-                "webhook_attempt_failed", event=row["id"], endpoint=row["endpoint_id"], attempt=row["attempts"],
+                "webhook_attempt_failed", event_id=row["id"], endpoint=row["endpoint_id"], attempt=row["attempts"],
                 status=outcome.status_code, error=outcome.error,
             )
 
