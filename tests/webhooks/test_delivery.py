@@ -248,3 +248,24 @@ async def test_request_id_and_idempotency_key_are_the_commands(db_url: str) -> N
             request_id = response.headers["Request-Id"]
         listed = await api.ok("GET", "/v1/events")
         assert listed["data"][0]["request"] == {"id": request_id, "idempotency_key": "idem-webhooks-1"}
+
+
+async def test_the_pipeline_carries_on_when_its_database_sessions_are_killed(db_url: str) -> None:
+    async with receiving() as receiver, serving(db_url, **ALLOW) as api:
+        await api.endpoint(receiver.url(), ("customer.created",))
+        created = []
+        for round_ in range(8):
+            await api.fetch(  # every pooled session of the service is cut off, mid-whatever it was doing
+                """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE datname = current_database() AND application_name = 'ledgerd'"""
+            )
+            status, body = await api.call("POST", "/v1/customers", {"name": f"r{round_}"})
+            if status == 200:
+                created.append(body["id"])
+            await asyncio.sleep(0.15)
+        for _ in range(20):  # and a few more on a quiet database
+            status, body = await api.call("POST", "/v1/customers", {"name": "after"})
+            if status == 200:
+                created.append(body["id"])
+        assert len(created) >= 20
+        await receiver.wait_for(lambda got: {item.event["data"]["object"]["id"] for item in got} >= set(created), within=40)
