@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import time
 
 import asyncpg
 
@@ -35,6 +36,18 @@ async def append_feed_row(conn: asyncpg.Connection, customer_id: str) -> None:
     )
 
 
+async def dispatch_until(pool: asyncpg.Pool, events: int, within: float = 60.0) -> tuple[int, int]:
+    """Dispatch rounds until `events` feed rows were fanned out (sessions elsewhere on a shared server, e.g. a
+    CREATE DATABASE, hold the cluster-wide horizon back for a while: a stall is allowed, a skip is not)."""
+    seen = created = 0
+    deadline = time.monotonic() + within
+    while seen < events and time.monotonic() < deadline:
+        done = await dispatch_all(pool, 100)
+        seen, created = seen + done.events, created + done.deliveries
+        await asyncio.sleep(0.02)
+    return seen, created
+
+
 async def test_a_transaction_that_commits_late_is_waited_for_not_skipped(db_url: str, pool: asyncpg.Pool) -> None:
     async with serving(db_url, LEDGER_WEBHOOKS="off") as api:
         endpoint = await api.endpoint("https://hooks.example.com/")
@@ -51,8 +64,8 @@ async def test_a_transaction_that_commits_late_is_waited_for_not_skipped(db_url:
         await transaction.commit()
     finally:
         await slow.close()
-    done = await dispatch_all(pool, 100)
-    assert (done.events, done.deliveries) == (2, 2)
+    events, deliveries = await dispatch_until(pool, 2)
+    assert (events, deliveries) == (2, 2)
     rows = await pool.fetch("SELECT event_id, endpoint_id FROM webhook_deliveries")
     assert {(row["event_id"], row["endpoint_id"]) for row in rows} == {
         ("evt_cus_slow", endpoint["id"]), ("evt_cus_fast", endpoint["id"])
@@ -71,15 +84,17 @@ async def test_concurrent_dispatchers_fan_out_each_event_once(db_url: str, pool:
         writers = [asyncio.create_task(api.customer(name=f"c{n}")) for n in range(40)]
         other = await asyncpg.create_pool(db_url, min_size=1, max_size=3)
         try:
-            rounds = []
-            while not all(task.done() for task in writers) or rounds[-2:] != [0, 0]:
+            seen = 0
+            deadline = time.monotonic() + 60
+            while seen < 40 and time.monotonic() < deadline:  # another session may hold the horizon for a while
                 results = await asyncio.gather(dispatch_all(pool, 7), dispatch_all(other, 7), dispatch_all(pool, 7))
-                rounds.append(sum(result.events for result in results))
+                seen += sum(result.events for result in results)
+                await asyncio.sleep(0.01)
             await asyncio.gather(*writers)
         finally:
             await other.close()
     final = await dispatch_all(pool, 7)
     count = await pool.fetchval("SELECT count(*) FROM stripe_events")
-    assert count == 40 and final.events == 0
+    assert count == 40 == seen and final.events == 0
     pairs = await pool.fetch("SELECT event_id, endpoint_id FROM webhook_deliveries")
     assert len(pairs) == 40 * len(endpoints) == len({tuple(pair) for pair in pairs})
