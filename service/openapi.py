@@ -881,7 +881,6 @@ def paths() -> dict[str, Schema]:
 
     customer = {"parameters": [CUSTOMER_PATH]}
     return {
-        **webhooks.paths(),
         "/v1/customers": {
             "post": operation(
                 "PostCustomers",
@@ -1051,6 +1050,7 @@ def paths() -> dict[str, Schema]:
                 parameters=[expand_query()],
             ),
         },
+        **webhooks.paths(),
         "/healthz": {
             "get": operation(
                 "GetHealthz",
