@@ -98,3 +98,26 @@ async def test_concurrent_dispatchers_fan_out_each_event_once(db_url: str, pool:
     assert count == 40 == seen and final.events == 0
     pairs = await pool.fetch("SELECT event_id, endpoint_id FROM webhook_deliveries")
     assert len(pairs) == 40 * len(endpoints) == len({tuple(pair) for pair in pairs})
+
+
+async def test_a_rebuild_leaves_the_feed_identical_and_the_deliveries_intact(db_url: str, pool: asyncpg.Pool) -> None:
+    from ledgerd.service.rebuild import compare_projections, rebuild
+    from tests.support.webhooks import receiving
+
+    env = {"LEDGER_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8"}
+    async with receiving() as receiver, serving(db_url, **env) as api:
+        await api.endpoint(receiver.url(), ("customer.created",))
+        for n in range(5):
+            await api.customer(name=f"c{n}")
+        await receiver.wait_for(lambda got: len(got) >= 5)
+        before = await pool.fetch("SELECT * FROM stripe_events ORDER BY id")
+        await rebuild(pool)
+        assert await compare_projections(pool) == []
+        assert await pool.fetch("SELECT * FROM stripe_events ORDER BY id") == before  # byte-identical feed
+        listed = await api.ok("GET", "/v1/events", {"limit": 100})
+        assert [event["pending_webhooks"] for event in listed["data"]] == [0] * 5
+        await api.customer(name="after the rebuild")  # fanned out once, after the swap, nothing twice
+        await receiver.wait_for(lambda got: len(got) >= 6)
+        await asyncio.sleep(0.5)
+        assert len(receiver.received) == 6
+        assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 6
