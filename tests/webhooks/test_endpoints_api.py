@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
+import pytest_asyncio
 
+from tests.conftest import _create_database, _drop_database, _random_name, _with_database
 from tests.support.webhooks import Api, serving
 
 URL = "https://hooks.example.com/stripe"
@@ -102,6 +106,18 @@ async def test_an_idempotency_key_makes_a_retried_create_one_endpoint(db_url: st
         assert await count_rows(api) == (1, 2)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def shared(admin_conn: asyncpg.Connection, database_url: str, template_db: str) -> AsyncIterator[Api]:
+    """One service for the bad-input cases (each checks that it wrote nothing, whatever came before)."""
+    name = _random_name("ledger_whapi_")
+    await _create_database(admin_conn, name, template_db)
+    try:
+        async with serving(_with_database(database_url, name)) as api:
+            yield api
+    finally:
+        await _drop_database(admin_conn, name)
+
+
 CREATE_CASES = [
     ({"enabled_events[0]": "*"}, "url"),
     ({"url": URL}, "enabled_events"),
@@ -125,17 +141,18 @@ CREATE_CASES = [
 
 @pytest.mark.parametrize(("form", "param"), CREATE_CASES)
 async def test_bad_create_input_is_a_400_naming_the_param_and_writes_nothing(
-    db_url: str, form: dict[str, str], param: str | None
+    shared: Api, form: dict[str, str], param: str | None
 ) -> None:
-    async with serving(db_url) as api:
-        status, body = await api.call("POST", "/v1/webhook_endpoints", form)
-        assert status == 400, body
-        assert body["error"]["type"] == "invalid_request_error"
-        if param is not None:
-            assert body["error"]["param"] == param, body
-        else:
-            assert body["error"]["param"].startswith("metadata"), body
-        assert await count_rows(api) == (0, 0)
+    api = shared
+    before = await count_rows(api)
+    status, body = await api.call("POST", "/v1/webhook_endpoints", form)
+    assert status == 400, body
+    assert body["error"]["type"] == "invalid_request_error"
+    if param is not None:
+        assert body["error"]["param"] == param, body
+    else:
+        assert body["error"]["param"].startswith("metadata"), body
+    assert await count_rows(api) == before
 
 
 async def test_live_mode_needs_https(db_url: str) -> None:
@@ -165,15 +182,17 @@ UPDATE_CASES = [
 
 @pytest.mark.parametrize(("form", "param"), UPDATE_CASES)
 async def test_bad_update_input_is_a_400_naming_the_param_and_changes_nothing(
-    db_url: str, form: dict[str, str], param: str
+    shared: Api, form: dict[str, str], param: str
 ) -> None:
-    async with serving(db_url) as api:
-        created = await api.endpoint(URL)
-        path = f"/v1/webhook_endpoints/{created['id']}"
-        status, body = await api.call("POST", path, form)
-        assert status == 400 and body["error"]["param"] == param, body
-        assert await api.ok("GET", path) == {k: v for k, v in created.items() if k != "secret"}
-        assert await count_rows(api) == (1, 1)
+    api = shared
+    created = await api.endpoint(URL)
+    path = f"/v1/webhook_endpoints/{created['id']}"
+    before = await count_rows(api)
+    status, body = await api.call("POST", path, form)
+    assert status == 400 and body["error"]["param"] == param, body
+    assert await api.ok("GET", path) == {k: v for k, v in created.items() if k != "secret"}
+    assert await count_rows(api) == before
+    await api.ok("DELETE", path)  # the shared service stays below the 16-endpoint limit
 
 
 @pytest.mark.parametrize(
@@ -182,10 +201,9 @@ async def test_bad_update_input_is_a_400_naming_the_param_and_changes_nothing(
      ({"starting_after": "we_nope"}, "starting_after"), ({"ending_before": "we_nope"}, "ending_before"),
      ({"type": "x"}, "type")],
 )
-async def test_bad_list_input_is_a_400_naming_the_param(db_url: str, form: dict[str, str], param: str) -> None:
-    async with serving(db_url) as api:
-        status, body = await api.call("GET", "/v1/webhook_endpoints", form)
-        assert status == 400 and body["error"]["param"] == param, body
+async def test_bad_list_input_is_a_400_naming_the_param(shared: Api, form: dict[str, str], param: str) -> None:
+    status, body = await shared.call("GET", "/v1/webhook_endpoints", form)
+    assert status == 400 and body["error"]["param"] == param, body
 
 
 async def test_retrieve_and_delete_take_no_params_and_unknown_ids_are_404(db_url: str) -> None:
