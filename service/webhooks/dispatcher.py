@@ -24,6 +24,8 @@ class Round:
 
 async def dispatch_once(pool: asyncpg.Pool, batch: int) -> Round:
     sql = statements()
+    if not await pool.fetchval(sql["peek"]):
+        return Round(locked=True)
     async with pool.acquire() as conn, conn.transaction():
         checkpoint = await conn.fetchrow(sql["lock_checkpoint"])
         if checkpoint is None:

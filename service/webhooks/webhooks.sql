@@ -1,5 +1,17 @@
 -- Statements of the dispatcher and the delivery workers (service/webhooks/dispatcher.py, delivery.py).
 
+-- name: peek
+-- Whether a round has anything to do: read-only (no transaction id, no row lock, no WAL), so an idle
+-- dispatcher costs one cheap query per poll.
+SELECT EXISTS (
+    SELECT 1 FROM webhook_dispatch_checkpoint c
+    JOIN events e ON (e.tx_id, e.position) >= (c.tx_id, c.position)
+    JOIN stripe_events s ON s.position = e.position
+    WHERE c.name = 'webhooks'
+      AND (e.tx_id, s.position, s.seq) > (c.tx_id, c.position, c.seq)
+      AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+)
+
 -- name: lock_checkpoint
 -- The dispatching transaction's first statement: whoever holds the row fans out this round; any other
 -- dispatcher skips the round instead of waiting.
