@@ -168,3 +168,13 @@ def entries(
             found.append((created_id, "customer_balance_transaction.created", {"object": txn}))
             return found
     return []
+
+
+# Every type the feed above can emit: what a webhook endpoint may subscribe to (besides '*').
+EVENT_TYPES = (
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer_balance_transaction.created",
+    "customer_balance_transaction.updated",
+)

@@ -34,6 +34,10 @@ from ledgerd.service.store.postgres import PostgresEventStore
 from ledgerd.service.strict import strict_middleware
 from ledgerd.service.testmode import TestMode, control_routes, request_log_middleware
 from ledgerd.service.transport import HANDLER_ARGS, refuse_encoded_bodies
+from ledgerd.service.webhooks.config import WebhookConfig
+from ledgerd.service.webhooks.endpoints import routes as webhook_routes
+from ledgerd.service.webhooks.extensions import routes as webhook_extension_routes
+from ledgerd.service.webhooks.service import webhooks_context
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", DOCS_PATH})
 PUBLIC_PREFIXES = (DOCS_PREFIX,)  # the explorer's static assets
@@ -341,6 +345,12 @@ def create_app(config: Config) -> web.Application:
     if test_mode is not None:
         app["test_mode"] = test_mode
         app.router.add_routes(control_routes)
+    # Webhooks (issue 11): the endpoints API, and the dispatcher and delivery workers (after the pool).
+    webhook_config = WebhookConfig.from_env()
+    app["webhook_config"] = webhook_config
+    app.cleanup_ctx.append(webhooks_context(webhook_config))
+    app.router.add_routes(webhook_routes)
+    app.router.add_routes(webhook_extension_routes)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/openapi.json", openapi_view)
     add_explorer_routes(app)

@@ -14,12 +14,14 @@ ledgerd digest [--output FILE]                        print a digest of the comm
 ledgerd balance-at CUSTOMER_ID --at ISO8601 [--json]  the customer's balance at that instant, from the log
 ledgerd export [--since TIME] [--customer ID] [--output FILE]   the log as JSON Lines, gap-safe order
 ledgerd import FILE                                   load an export into an empty store (then verify)
+ledgerd listen --forward-to URL [--events T1,T2] [--account A] [--live]   forward webhooks, like `stripe listen`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -439,6 +441,14 @@ def command_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_listen(args: argparse.Namespace) -> int:
+    from ledgerd.service.webhooks.listen import listen
+
+    with contextlib.suppress(KeyboardInterrupt):  # ^C is how it ends
+        asyncio.run(listen(database_url(), args.forward_to, args.events, args.account, args.live))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ledgerd", description="Event-sourced customer ledger service")
     commands = root.add_subparsers(dest="command", required=True)
@@ -539,6 +549,13 @@ def parser() -> argparse.ArgumentParser:
     import_cmd = commands.add_parser("import", help="load a full export into an empty store")
     import_cmd.add_argument("file")
     import_cmd.set_defaults(run=command_import)
+
+    listen_cmd = commands.add_parser("listen", help="forward webhooks to a local URL, like `stripe listen`")
+    listen_cmd.add_argument("--forward-to", required=True, metavar="URL")
+    listen_cmd.add_argument("--events", default="*", help="comma-separated event types (default: all)")
+    listen_cmd.add_argument("--account", default=DEV_ACCOUNT, help=f"whose events (default {DEV_ACCOUNT})")
+    listen_cmd.add_argument("--live", action="store_true", help="live-mode events (default test mode)")
+    listen_cmd.set_defaults(run=command_listen)
     return root
 
 

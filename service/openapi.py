@@ -334,7 +334,7 @@ def response_schemas() -> dict[str, Schema]:
                     required=("object",),
                 ),
                 "livemode": {"type": "boolean"},
-                "pending_webhooks": const(0),
+                "pending_webhooks": integer(0, 2**31 - 1, "Webhook deliveries of this event not yet successful."),
                 "request": obj(
                     {"id": nullable({"type": "string"}), "idempotency_key": nullable({"type": "string"})}
                 ),
@@ -689,7 +689,10 @@ def transaction_update_params() -> Schema:
 
 
 def request_schemas() -> dict[str, Schema]:
+    from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
+
     return {
+        **webhooks.request_schemas(),
         "address_params": address_params(),
         "invoice_settings_params": invoice_settings_params(),
         "customer_create_params": customer_params(update=False),
@@ -951,6 +954,8 @@ def operation(
 
 
 def paths() -> dict[str, Schema]:
+    from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
+
     customer = {"parameters": [CUSTOMER_PATH]}
     return {
         "/v1/customers": {
@@ -1111,7 +1116,11 @@ def paths() -> dict[str, Schema]:
                         "Several event types (not with `type`).",
                     ),
                     created_query(),
-                    query("delivery_success", {"type": "boolean"}, "Accepted and ignored: no webhooks."),
+                    query(
+                        "delivery_success",
+                        {"type": "boolean"},
+                        "false: events with a webhook delivery still pending or failed; true: the others.",
+                    ),
                 ),
             ),
         },
@@ -1125,6 +1134,7 @@ def paths() -> dict[str, Schema]:
                 parameters=[expand_query()],
             ),
         },
+        **webhooks.paths(),
         "/healthz": {
             "get": operation(
                 "GetHealthz",
@@ -1197,6 +1207,7 @@ def build() -> dict[str, Any]:
             {"name": "Customers"},
             {"name": "Customer balance transactions"},
             {"name": "Events"},
+            {"name": "Webhook endpoints"},
             {"name": "Operations", "description": "Public: no API key needed."},
         ],
         "paths": paths(),
@@ -1213,7 +1224,7 @@ def build() -> dict[str, Any]:
                     "description": "HTTP Basic with the secret key as the user name and an empty password.",
                 },
             },
-            "schemas": {**response_schemas(), **request_schemas()},
+            "schemas": {**response_schemas(), **webhook_response_schemas(), **request_schemas()},
             "responses": error_responses(),
             "headers": headers_component(),
         },
@@ -1225,6 +1236,12 @@ def build() -> dict[str, Any]:
             "max_depth": forms.MAX_DEPTH,
         },
     }
+
+
+def webhook_response_schemas() -> dict[str, Schema]:
+    from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
+
+    return webhooks.response_schemas()
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from ledgerd.service.errors import StripeError, domain_error_response, json_resp
 from ledgerd.service.fidelity import api_version_of, settings_of, versioned_params
 from ledgerd.service.store.postgres import PostgresEventStore
 from ledgerd.service.transport import read_body
+from ledgerd.service.webhooks import events as webhook_events
 
 MAX_IDEMPOTENCY_KEY = 255
 CUSTOMER_LIST_FILTERS = frozenset({"email", "created", "test_clock"})
@@ -601,18 +602,17 @@ async def list_events(request: web.Request) -> web.Response:
             query.where("type = {}", options.type)
     if options.types is not None:
         query.where("type = ANY({}::text[])", list(options.types))
-    if options.delivery_success is False:
-        query.where("false")  # no webhooks are sent, so no delivery is pending or failed
+    if options.delivery_success is not None:  # webhooks: still pending or failed to some endpoint, or not
+        query.where(("" if options.delivery_success is False else "NOT ") + webhook_events.UNDELIVERED)
     query.created(options.created)
     rows, has_more = await query.fetch(pool_of(request), options)
-    return json_response(200, list_body("/v1/events", [render_event(row) for row in rows], has_more))
+    events = await webhook_events.with_pending(pool_of(request), [render_event(row) for row in rows])
+    return json_response(200, list_body("/v1/events", events, has_more))
 
 
-@routes.get("/v1/events/{event}")
-async def retrieve_event(request: web.Request) -> web.Response:
-    await read_only_expand(request, expand.NOTHING)
-    event_id = path_id(request, "event", "id")
-    row = await pool_of(request).fetchrow(
+async def event_row(request: web.Request, event_id: str) -> asyncpg.Record:
+    """The account's (and mode's) feed row of an event, or a 404."""
+    row: asyncpg.Record | None = await pool_of(request).fetchrow(
         "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
         event_id,
         request["account"],
@@ -620,7 +620,15 @@ async def retrieve_event(request: web.Request) -> web.Response:
     )
     if row is None:
         raise ResourceMissing(f"No such event: '{event_id}'", param="id")
-    return json_response(200, msgspec.json.encode(render_event(row)))
+    return row
+
+
+@routes.get("/v1/events/{event}")
+async def retrieve_event(request: web.Request) -> web.Response:
+    await read_only_expand(request, expand.NOTHING)
+    row = await event_row(request, path_id(request, "event", "id"))
+    [event] = await webhook_events.with_pending(pool_of(request), [render_event(row)])
+    return json_response(200, msgspec.json.encode(event))
 
 
 # ---------------------------------------------------------------------------------------------------

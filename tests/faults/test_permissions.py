@@ -203,3 +203,41 @@ async def test_creating_the_role_is_safe_when_migrations_race(
         for database in databases:
             await drop_database(admin_conn, database)
         await admin_conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+async def test_as_the_service_role_webhooks_are_fanned_out_delivered_and_recorded(
+    db_url: str, app_url: str, spawn_service, http: aiohttp.ClientSession
+) -> None:
+    from tests.support.webhooks import receiving
+
+    key = await new_key(db_url)
+    service = await spawn_service(
+        app_url, LEDGER_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8", LEDGER_WEBHOOK_RETRY_SCHEDULE="0.2", LEDGER_LOG_LEVEL="info"
+    )
+    async with receiving() as receiver:
+        receiver.plan("/hook", 500)  # a failed attempt, then a retry: both paths of recording
+        form = {"url": receiver.url(), "enabled_events[0]": "*"}
+        created = await call(http, service.base_url, "POST", "/v1/webhook_endpoints", key, form, "perm-we")
+        assert created.status == 200, created.body
+        endpoint = created.json["id"]
+        customer = await call(http, service.base_url, "POST", "/v1/customers", key, {"name": "hooked"})
+        await receiver.wait_for(lambda got: len(got) >= 2)
+        event = receiver.received[-1].event["id"]
+        for path, form in ((f"/v1/webhook_endpoints/{endpoint}/roll_secret", {}),
+                           (f"/v1/events/{event}/retry", {"webhook_endpoint": endpoint}),
+                           (f"/v1/webhook_endpoints/{endpoint}/recover", {"since": 0}),
+                           (f"/v1/webhook_endpoints/{endpoint}", {"disabled": "true"})):
+            reply = await call(http, service.base_url, "POST", path, key, form)
+            assert reply.status == 200, (path, reply.body)
+        assert (await call(http, service.base_url, "DELETE", f"/v1/webhook_endpoints/{endpoint}", key)).status == 200
+        assert customer.status == 200
+    log = service.log_tail(400)
+    for failure in ("webhook_dispatch_failed", "webhook_claim_failed", "webhook_settle_failed", "Traceback"):
+        assert failure not in log, log
+    app = await asyncpg.connect(app_url)
+    try:
+        await refused(app, "DELETE FROM webhook_attempts")
+        await refused(app, "UPDATE webhook_attempts SET latency_ms = 0")
+        await refused(app, "DELETE FROM webhook_subscriptions")
+    finally:
+        await app.close()

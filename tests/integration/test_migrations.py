@@ -21,6 +21,7 @@ MIGRATIONS = [
     "0007_begin_command.sql",
     "0008_begin_batch.sql",
     "0011_one_statement_commands.sql",
+    "0012_webhooks.sql",
     "0014_account_settings.sql",
 ]
 
@@ -125,6 +126,62 @@ stripe_events.created bigint NOT NULL
 stripe_events.customer_id text NOT NULL
 stripe_events.data jsonb NOT NULL
 stripe_events.request jsonb NOT NULL
+webhook_attempts.id bigint NOT NULL IDENTITY
+webhook_attempts.delivery_id bigint NOT NULL
+webhook_attempts.event_id text NOT NULL
+webhook_attempts.endpoint_id text NOT NULL
+webhook_attempts.at timestamp_with_time_zone NOT NULL
+webhook_attempts.status_code integer NULL
+webhook_attempts.error text NULL
+webhook_attempts.latency_ms integer NOT NULL
+webhook_attempts.response bytea NOT NULL
+webhook_attempts.next_attempt_at timestamp_with_time_zone NULL
+webhook_attempts.manual boolean NOT NULL false
+webhook_deliveries.id bigint NOT NULL IDENTITY
+webhook_deliveries.event_id text NOT NULL
+webhook_deliveries.endpoint_id text NOT NULL
+webhook_deliveries.account text NOT NULL
+webhook_deliveries.livemode boolean NOT NULL
+webhook_deliveries.event_position bigint NOT NULL
+webhook_deliveries.event_seq smallint NOT NULL
+webhook_deliveries.event_recorded_at timestamp_with_time_zone NOT NULL
+webhook_deliveries.state text NOT NULL 'pending'::text
+webhook_deliveries.attempts integer NOT NULL 0
+webhook_deliveries.manual boolean NOT NULL false
+webhook_deliveries.due_at timestamp_with_time_zone NOT NULL
+webhook_deliveries.lease_until timestamp_with_time_zone NULL
+webhook_deliveries.lease_owner text NULL
+webhook_deliveries.created_at timestamp_with_time_zone NOT NULL now()
+webhook_deliveries.delivered_at timestamp_with_time_zone NULL
+webhook_dispatch_checkpoint.name text NOT NULL
+webhook_dispatch_checkpoint.tx_id bigint NOT NULL
+webhook_dispatch_checkpoint.position bigint NOT NULL
+webhook_dispatch_checkpoint.seq integer NOT NULL
+webhook_dispatch_checkpoint.updated_at timestamp_with_time_zone NOT NULL now()
+webhook_endpoints.id text NOT NULL
+webhook_endpoints.account text NOT NULL
+webhook_endpoints.livemode boolean NOT NULL
+webhook_endpoints.position bigint NOT NULL IDENTITY
+webhook_endpoints.url text NOT NULL
+webhook_endpoints.enabled_events ARRAY NOT NULL
+webhook_endpoints.description text NULL
+webhook_endpoints.metadata jsonb NOT NULL '{}'::jsonb
+webhook_endpoints.api_version text NULL
+webhook_endpoints.status text NOT NULL 'enabled'::text
+webhook_endpoints.disabled_reason text NULL
+webhook_endpoints.secret text NOT NULL
+webhook_endpoints.previous_secret text NULL
+webhook_endpoints.previous_secret_expires_at timestamp_with_time_zone NULL
+webhook_endpoints.created bigint NOT NULL
+webhook_endpoints.deleted boolean NOT NULL false
+webhook_endpoints.failing_since timestamp_with_time_zone NULL
+webhook_endpoints.updated_at timestamp_with_time_zone NOT NULL now()
+webhook_endpoints.forwarder boolean NOT NULL false
+webhook_subscriptions.endpoint_id text NOT NULL
+webhook_subscriptions.valid_from timestamp_with_time_zone NOT NULL
+webhook_subscriptions.seq bigint NOT NULL IDENTITY
+webhook_subscriptions.enabled_events ARRAY NOT NULL
+webhook_subscriptions.active boolean NOT NULL
 """
 
 EXPECTED_INDEXES = {
@@ -165,6 +222,18 @@ EXPECTED_INDEXES = {
     "stripe_events_order_key": "CREATE UNIQUE INDEX stripe_events_order_key ON public.stripe_events "
     'USING btree ("position", seq)',
     "stripe_events_pkey": "CREATE UNIQUE INDEX stripe_events_pkey ON public.stripe_events USING btree (id)",
+    'webhook_attempts_by_delivery': 'CREATE INDEX webhook_attempts_by_delivery ON public.webhook_attempts USING btree (delivery_id, id)',
+    'webhook_attempts_by_endpoint': 'CREATE INDEX webhook_attempts_by_endpoint ON public.webhook_attempts USING btree (endpoint_id, id DESC)',
+    'webhook_attempts_by_event': 'CREATE INDEX webhook_attempts_by_event ON public.webhook_attempts USING btree (event_id, id DESC)',
+    'webhook_attempts_pkey': 'CREATE UNIQUE INDEX webhook_attempts_pkey ON public.webhook_attempts USING btree (id)',
+    'webhook_deliveries_by_endpoint': 'CREATE INDEX webhook_deliveries_by_endpoint ON public.webhook_deliveries USING btree (endpoint_id, state)',
+    'webhook_deliveries_due': "CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (due_at) WHERE (state = 'pending'::text)",
+    'webhook_deliveries_event_endpoint_key': 'CREATE UNIQUE INDEX webhook_deliveries_event_endpoint_key ON public.webhook_deliveries USING btree (event_id, endpoint_id)',
+    'webhook_deliveries_pkey': 'CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (id)',
+    'webhook_dispatch_checkpoint_pkey': 'CREATE UNIQUE INDEX webhook_dispatch_checkpoint_pkey ON public.webhook_dispatch_checkpoint USING btree (name)',
+    'webhook_endpoints_by_account': 'CREATE INDEX webhook_endpoints_by_account ON public.webhook_endpoints USING btree (account, livemode, "position" DESC) WHERE (NOT deleted)',
+    'webhook_endpoints_pkey': 'CREATE UNIQUE INDEX webhook_endpoints_pkey ON public.webhook_endpoints USING btree (id)',
+    'webhook_subscriptions_pkey': 'CREATE UNIQUE INDEX webhook_subscriptions_pkey ON public.webhook_subscriptions USING btree (endpoint_id, valid_from, seq)',
 }
 
 EXPECTED_CONSTRAINTS = {
@@ -190,6 +259,18 @@ EXPECTED_CONSTRAINTS = {
     ("streams", "streams_version_check", "CHECK ((version >= 1))"),
     ("stripe_events", "stripe_events_order_key", 'UNIQUE ("position", seq)'),
     ("stripe_events", "stripe_events_pkey", "PRIMARY KEY (id)"),
+    ('webhook_attempts', 'webhook_attempts_delivery_id_fkey', 'FOREIGN KEY (delivery_id) REFERENCES webhook_deliveries(id)'),
+    ('webhook_attempts', 'webhook_attempts_pkey', 'PRIMARY KEY (id)'),
+    ('webhook_attempts', 'webhook_attempts_response_check', 'CHECK ((length(response) <= 20000))'),
+    ('webhook_deliveries', 'webhook_deliveries_endpoint_id_fkey', 'FOREIGN KEY (endpoint_id) REFERENCES webhook_endpoints(id)'),
+    ('webhook_deliveries', 'webhook_deliveries_event_endpoint_key', 'UNIQUE (event_id, endpoint_id)'),
+    ('webhook_deliveries', 'webhook_deliveries_pkey', 'PRIMARY KEY (id)'),
+    ('webhook_deliveries', 'webhook_deliveries_state_check', "CHECK ((state = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text, 'canceled'::text])))"),
+    ('webhook_dispatch_checkpoint', 'webhook_dispatch_checkpoint_pkey', 'PRIMARY KEY (name)'),
+    ('webhook_endpoints', 'webhook_endpoints_pkey', 'PRIMARY KEY (id)'),
+    ('webhook_endpoints', 'webhook_endpoints_status_check', "CHECK ((status = ANY (ARRAY['enabled'::text, 'disabled'::text])))"),
+    ('webhook_subscriptions', 'webhook_subscriptions_endpoint_id_fkey', 'FOREIGN KEY (endpoint_id) REFERENCES webhook_endpoints(id)'),
+    ('webhook_subscriptions', 'webhook_subscriptions_pkey', 'PRIMARY KEY (endpoint_id, valid_from, seq)'),
 }
 
 EXPECTED_TRIGGERS = {
@@ -220,6 +301,11 @@ EXPECTED_SERVICE_GRANTS = {
     "idempotency_keys": {"SELECT", "INSERT", "DELETE"},
     "streams": {"SELECT", "INSERT", "UPDATE"},
     "stripe_events": {"SELECT", "INSERT"},
+    'webhook_attempts': {'INSERT', 'SELECT'},
+    'webhook_deliveries': {'INSERT', 'SELECT', 'UPDATE'},
+    'webhook_dispatch_checkpoint': {'SELECT', 'UPDATE'},
+    'webhook_endpoints': {'INSERT', 'SELECT', 'UPDATE'},
+    'webhook_subscriptions': {'INSERT', 'SELECT'},
 }
 
 
@@ -322,7 +408,13 @@ async def test_migrations_build_exactly_the_expected_schema(empty_db_url: str) -
             "events_are_append_only",
             "ledger_expect_streams",
         ]
-        assert found["other"] == [("events_position_seq", "S")]  # the identity's sequence, nothing else
+        assert found["other"] == [  # the identities' sequences, nothing else
+            ("events_position_seq", "S"),
+            ("webhook_attempts_id_seq", "S"),
+            ("webhook_deliveries_id_seq", "S"),
+            ("webhook_endpoints_position_seq", "S"),
+            ("webhook_subscriptions_seq_seq", "S"),
+        ]
         assert await applied(conn) == [(m.name, m.checksum) for m in bundled_migrations()]
         assert await table_grants(conn) == {"ledger_service": EXPECTED_SERVICE_GRANTS}
         role = await conn.fetchrow(
