@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 from yarl import URL
 
+from ledgerd.service import versions
 from ledgerd.service.routes import render_event
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.metrics import WebhookMetrics
@@ -49,8 +50,9 @@ class Outcome:
 
 def render_payload(row: Any) -> bytes:
     """The event as GET /v1/events/{id} renders it, with the pending count at claim time: the exact bytes
-    signed and sent."""
-    return msgspec.json.encode(render_event(row) | {"pending_webhooks": row["pending_webhooks"]})
+    signed and sent, at the endpoint's API version (else the account's default, else the latest)."""
+    event = versions.render_event_data(render_event(row), row["api_version"] or versions.LATEST)
+    return msgspec.json.encode(event | {"pending_webhooks": row["pending_webhooks"]})
 
 
 def retry_after_seconds(value: str | None) -> float | None:

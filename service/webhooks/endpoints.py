@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ledgerd.domain.customer import merge_metadata
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
-from ledgerd.service import params
+from ledgerd.service import expand, params
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
 from ledgerd.service.routes import PagedQuery, list_body, pool_of, read_only_expand, read_params
@@ -132,6 +132,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 @routes.get("/v1/webhook_endpoints")
 async def list_endpoints(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=NO_FILTERS)
+    expand.parse(options.expand, expand.EVENT_LIST)  # a list of endpoints: nothing is expandable
     query = PagedQuery("webhook_endpoints", "webhook endpoint", request)
     query.where("NOT deleted")
     rows, has_more = await query.fetch(pool_of(request), options)
@@ -140,7 +141,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 @routes.get("/v1/webhook_endpoints/{webhook_endpoint}")
 async def retrieve_endpoint(request: web.Request) -> web.Response:
-    await read_only_expand(request)
+    await read_only_expand(request, expand.NOTHING)
     row = await endpoint_row(pool_of(request), request, endpoint_path_id(request))
     return json_response(200, msgspec.json.encode(render_endpoint(row)))
 
@@ -202,7 +203,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/webhook_endpoints/{webhook_endpoint}")
 async def delete_endpoint(request: web.Request) -> web.Response:
-    payload = await read_only_expand(request)
+    payload, _ = await read_only_expand(request, expand.NOTHING)
     endpoint_id = endpoint_path_id(request)
     at_us = now_us()
     async with pool_of(request).acquire() as conn, conn.transaction():

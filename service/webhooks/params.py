@@ -8,7 +8,6 @@ address unless LEDGER_WEBHOOK_ALLOW_CIDRS allows it; live-mode endpoints must us
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -19,6 +18,7 @@ from yarl import URL
 from ledgerd.domain.errors import InvalidParameter
 from ledgerd.domain.validation import validate_metadata
 from ledgerd.projections.stripe_events import EVENT_TYPES
+from ledgerd.service import versions
 from ledgerd.service.params import (
     NO_PARAMS,
     _accept_ignored,
@@ -40,7 +40,6 @@ MAX_DESCRIPTION: Final = 5000
 MAX_ENDPOINTS: Final = 16
 ALL_EVENTS: Final = "*"
 KNOWN_EVENTS: Final = frozenset({*EVENT_TYPES, ALL_EVENTS})
-API_VERSION: Final = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 CREATE_PARAMS: Final = frozenset({"url", "enabled_events", "description", "metadata", "api_version", "connect", "expand"})
 UPDATE_PARAMS: Final = frozenset({"url", "enabled_events", "description", "metadata", "disabled", "expand"})
 FIXED_AT_CREATE: Final = frozenset({"api_version", "connect"})
@@ -121,9 +120,10 @@ def endpoint_create(params: Mapping[str, Any], *, livemode: bool, allow: Sequenc
     metadata = _metadata(params["metadata"], "metadata") if "metadata" in params else {}
     validate_metadata(metadata)
     api_version = _opt_string(params["api_version"], "api_version") if "api_version" in params else None
-    if api_version is not None and not API_VERSION.fullmatch(api_version):
+    if api_version is not None and api_version not in versions.KNOWN:
         raise InvalidParameter(
-            f"Invalid api_version: {api_version[:40]!r} is not an API version such as '2026-10-28.endive'.",
+            f"Invalid api_version: {api_version[:40]!r} is not a Stripe API version (the latest is"
+            f" '{versions.LATEST}').",
             param="api_version",
         )
     if "connect" in params and not _unset(params["connect"]) and _boolean(params["connect"], "connect"):

@@ -79,6 +79,9 @@ WHERE d.id = due.id AND w.id = d.endpoint_id AND s.id = d.event_id
 RETURNING d.id AS delivery_id, d.endpoint_id, d.attempts, d.manual, w.url, w.secret, w.previous_secret,
     w.previous_secret_expires_at > now() AS previous_active,
     s.id, s.account, s.livemode, s.created, s.data::text AS data, s.request::text AS request, s.type,
+    -- the version the payload is rendered at: the endpoint's, else the account's default (else the latest)
+    coalesce(w.api_version, (SELECT a.api_version FROM account_settings a WHERE a.account = s.account))
+        AS api_version,
     (SELECT count(*) FROM webhook_deliveries x
      WHERE x.event_id = d.event_id AND x.state NOT IN ('succeeded', 'canceled')) AS pending_webhooks
 

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import stripe
 
-from tests.faults.conftest import Load, call, new_key
+from tests.support.faults import Load, call, new_key
 from tests.support.webhooks import receiving
 
 SEED = int(os.environ.get("LEDGER_FAULT_SEED", "6"))

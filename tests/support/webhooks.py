@@ -21,7 +21,7 @@ from aiohttp import web
 from ledgerd.service.app import create_app
 from ledgerd.service.auth import create_key
 from ledgerd.service.config import Config
-from tests.e2e.conftest import free_port
+from tests.support.server import free_port
 
 
 @dataclass

@@ -11,6 +11,7 @@ import asyncpg
 import stripe
 from standardwebhooks import Webhook as StandardWebhook
 
+from ledgerd.service import versions
 from tests.support.webhooks import Api, receiving, serving
 
 ALLOW = {"LEDGER_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8", "LEDGER_WEBHOOK_RETRY_SCHEDULE": "0.3,0.6,1.2"}
@@ -52,6 +53,22 @@ async def test_every_event_is_signed_for_stripe_and_standard_webhooks(db_url: st
         assert created["pending_webhooks"] == 1  # sent while its one delivery was pending
         final = await api.wait_pending_zero(created["id"])
         assert final["pending_webhooks"] == 0
+
+
+async def test_payloads_render_at_the_endpoints_api_version(db_url: str) -> None:
+    """An endpoint pinned to a version before 2019-10-17 receives `account_balance`, not `balance`,
+    and the event says which version it was rendered at; an unpinned one gets the latest."""
+    async with receiving() as receiver, serving(db_url, **ALLOW) as api:
+        await api.endpoint(receiver.url("/old"), ("customer.created",), api_version="2019-09-09")
+        await api.endpoint(receiver.url("/new"), ("customer.created",))
+        await api.customer(name="Jenny", balance=-250, currency="usd")
+        received = await receiver.wait_for(lambda got: len(got) >= 2)
+        by_path = {item.path: item.event for item in received}
+        old, new = by_path["/old"], by_path["/new"]
+        assert old["api_version"] == "2019-09-09"
+        assert old["data"]["object"]["account_balance"] == -250 and "balance" not in old["data"]["object"]
+        assert new["api_version"] == versions.LATEST
+        assert new["data"]["object"]["balance"] == -250 and "account_balance" not in new["data"]["object"]
 
 
 async def test_500s_are_retried_on_the_schedule_until_a_2xx(db_url: str) -> None:

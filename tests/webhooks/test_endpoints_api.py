@@ -9,7 +9,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from tests.conftest import _create_database, _drop_database, _random_name, _with_database
+from tests.support.databases import create_database as _create_database
+from tests.support.databases import drop_database as _drop_database
+from tests.support.databases import random_name as _random_name
+from tests.support.databases import with_database as _with_database
 from tests.support.webhooks import Api, serving
 
 URL = "https://hooks.example.com/stripe"
@@ -132,6 +135,7 @@ CREATE_CASES = [
     ({"url": URL, "enabled_events[0]": "*", "metadata": "x"}, "metadata"),
     ({"url": URL, "enabled_events[0]": "*", "metadata[" + "k" * 41 + "]": "v"}, None),
     ({"url": URL, "enabled_events[0]": "*", "api_version": "yesterday"}, "api_version"),
+    ({"url": URL, "enabled_events[0]": "*", "api_version": "2099-01-01.future"}, "api_version"),
     ({"url": URL, "enabled_events[0]": "*", "connect": "true"}, "connect"),
     ({"url": URL, "enabled_events[0]": "*", "connect": "maybe"}, "connect"),
     ({"url": URL, "enabled_events[0]": "*", "expand": "x"}, "expand"),

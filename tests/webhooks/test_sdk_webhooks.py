@@ -19,8 +19,11 @@ import pytest_asyncio
 import stripe
 
 from ledgerd.service.auth import create_key
-from tests.conftest import _create_database, _drop_database, _random_name, _with_database
-from tests.e2e.conftest import free_port, wait_until_healthy
+from tests.support.databases import create_database as _create_database
+from tests.support.databases import drop_database as _drop_database
+from tests.support.databases import random_name as _random_name
+from tests.support.databases import with_database as _with_database
+from tests.support.server import free_port, wait_until_healthy
 from tests.support.webhooks import Receiver, receiving
 
 STRIPE_NODE = "23.1.0"
