@@ -76,7 +76,7 @@ def profile_section(results: Results) -> list[str]:
             n = analysis["paths"].get(label, 0)
             indent = len(label) - len(label.lstrip(" "))
             lines.append(f"| {'&nbsp;' * 2 * indent}{label.strip()} | {fmt_pct(n / total)} |")
-        drained = next(label for label, name, _ in CODE_PATHS if name == "drain")
+        drained = next(label for label, name, _ in CODE_PATHS if name == "run_batch")
         outside = total - analysis["paths"].get(CODE_PATHS[-1][0], 0) - analysis["paths"].get(drained, 0)
         lines.append(
             "| outside the route handler and the group commit transactions (HTTP in and out, middlewares,"
