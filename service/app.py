@@ -346,7 +346,7 @@ def create_app(config: Config) -> web.Application:
         app["test_mode"] = test_mode
         app.router.add_routes(control_routes)
     # Webhooks (issue 11): the endpoints API, and the dispatcher and delivery workers (after the pool).
-    webhook_config = WebhookConfig.from_env()
+    webhook_config = WebhookConfig.from_env(ephemeral=config.ephemeral)
     app["webhook_config"] = webhook_config
     app.cleanup_ctx.append(webhooks_context(webhook_config))
     app.router.add_routes(webhook_routes)

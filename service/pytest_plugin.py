@@ -13,15 +13,23 @@ is used, and starts nothing unless one is.
 * ``ledger_events`` (function): the events of ``ledger_key``'s account (``/v1/events``);
   ``ledger_events.wait_for("customer.created")`` returns the newest such event, waiting a little for it.
 
+* ``ledger_webhooks`` (function): turns on the server's *collect mode* for ``ledger_key``'s account
+  (``POST /_ledger/webhooks``): every event of the account is rendered, signed and handed to the
+  delivery pipeline as for a real endpoint, but kept in the server's memory instead of sent.
+  ``ledger_webhooks.wait_for("customer.created")`` returns the next delivered event of that type (parsed
+  JSON; each delivery is returned once, oldest first), waiting up to ``timeout`` s for it;
+  ``.deliveries`` lists what was delivered (``headers``, ``body`` as sent); ``.secret`` is the endpoint's
+  signing secret, for ``stripe.Webhook.construct_event(body, headers["Stripe-Signature"], secret)``.
+
 Options: ``--ledger-url URL``, ``--ledger-no-strict`` (accept ledgerd's extensions), ``--ledger-search-lag S``.
 
-Webhooks are not covered yet: a ``ledger_webhooks`` fixture with the same ``wait_for`` (deliveries the
-server collects instead of sending, read through ``/_ledger/``) belongs beside ``ledger_events`` once the
-server delivers webhooks.
+Endpoints a test registers itself (``/v1/webhook_endpoints``) are delivered for real: the ephemeral
+server allows receivers on 127.0.0.0/8 and ::1 and retries after 1, 2 and 4 s.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import secrets
@@ -212,3 +220,47 @@ def stripe_client(ledger: Ledger, ledger_key: str) -> Any:
     import stripe
 
     return stripe.StripeClient(ledger_key, base_addresses={"api": ledger.url})
+
+
+@dataclass
+class Webhooks:
+    """The webhooks delivered to one account's collect-mode endpoint, as the ledger would have sent them."""
+
+    ledger: Ledger
+    key: str
+    endpoint: str
+    secret: str
+    returned: set[str] = field(default_factory=set)  # the deliveries wait_for has returned
+
+    @property
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery so far, oldest first: ``event``, ``type``, ``attempt``, ``headers``, ``body``."""
+        data: list[dict[str, Any]] = self.ledger.control("GET", "/_ledger/webhooks", self.key)["data"]
+        return data
+
+    def events(self) -> list[dict[str, Any]]:
+        """The delivered events (parsed bodies), oldest first."""
+        return [json.loads(delivery["body"]) for delivery in self.deliveries]
+
+    def wait_for(self, type: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The oldest delivered event of this type (``customer.*`` patterns work too) that wait_for has not
+        returned before; fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            deliveries = self.deliveries
+            for delivery in deliveries:
+                if delivery["id"] not in self.returned and fnmatch.fnmatchcase(delivery["type"], type):
+                    self.returned.add(delivery["id"])
+                    event: dict[str, Any] = json.loads(delivery["body"])
+                    return event
+            if time.monotonic() > deadline:
+                seen = [delivery["type"] for delivery in deliveries]
+                raise AssertionError(f"no {type} webhook within {timeout} s; delivered: {seen or 'none'}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def ledger_webhooks(ledger: Ledger, ledger_key: str) -> Webhooks:
+    """Collect mode for `ledger_key`'s account (the one `stripe_client` writes to)."""
+    collector = ledger.control("POST", "/_ledger/webhooks", ledger_key)
+    return Webhooks(ledger, ledger_key, endpoint=collector["endpoint"], secret=collector["secret"])

@@ -10,6 +10,13 @@
 * ``POST /_ledger/clock`` freezes (``frozen_time``, unix seconds) or moves forward (``advance``, seconds)
   the caller's clock; every write of the account is dated by it (``created``, events, ``as_of``).
 * ``GET /_ledger/requests``: the caller's recent requests, newest first (in memory, bounded).
+* Webhooks: endpoints a test registers are delivered for real (loopback receivers allowed, retries after
+  1, 2, 4 s: service/webhooks/config.py). ``POST /_ledger/webhooks`` turns on *collect mode* for the caller's
+  account: an endpoint for every event (``*``) whose URL is `COLLECT_URL`. The real dispatcher and
+  workers deliver to it, rendering and signing each event as for any endpoint, but the worker hands the
+  signed request (body and headers) to `TestMode.intercept` instead of sending it: it is kept in memory
+  and read at ``GET /_ledger/webhooks`` (the caller's account only, oldest first, bounded), and recorded
+  as a delivered attempt like a 200.
 
 State lives in this process only: it is as ephemeral as the database.
 """
@@ -17,6 +24,7 @@ State lives in this process only: it is as ephemeral as the database.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import time
 from collections import OrderedDict, deque
@@ -30,12 +38,19 @@ from aiohttp.typedefs import Handler
 from ledgerd.domain.errors import InvalidParameter
 from ledgerd.service.auth import ApiKey, hash_secret, masked, secret_from_header
 from ledgerd.service.errors import StripeError, json_response
+from ledgerd.service.webhooks.delivery import Outcome
+from ledgerd.service.webhooks.signing import new_secret
 
 CONTROL_PREFIX = "/_ledger/"
 TEST_KEY = re.compile(r"sk_test_[A-Za-z0-9_]{1,240}")
 REQUESTS_KEPT = 200  # per account
 ACCOUNTS_KEPT = 10_000  # accounts with a request log or a clock (least recently used dropped first)
 MAX_CLOCK_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+WEBHOOKS_KEPT = 500  # collected deliveries per account (the oldest dropped first)
+# The URL of collect-mode endpoints: never sent to (.invalid never resolves, RFC 2606, should a server
+# that is not ephemeral ever claim one of their deliveries).
+COLLECT_URL = "https://collect.ledger.invalid/"
+COLLECTED = b"collected by the ephemeral ledger: GET /_ledger/webhooks"
 
 
 class Bounded(OrderedDict[str, Any]):
@@ -72,6 +87,8 @@ class TestMode:
         self.epochs: dict[bytes, int] = {}
         self.clocks: Bounded = Bounded(ACCOUNTS_KEPT)
         self.requests: Bounded = Bounded(ACCOUNTS_KEPT)
+        self.webhooks: Bounded = Bounded(ACCOUNTS_KEPT)
+        self.collected = itertools.count(1)
 
     # -- accounts -----------------------------------------------------------------------------------
 
@@ -99,6 +116,7 @@ class TestMode:
             self.epochs.clear()
             self.clocks.clear()
             self.requests.clear()
+            self.webhooks.clear()
         else:
             digest = hash_secret(secret_from_header(authorization))
             self.epochs[digest] = self.epochs.get(digest, 0) + 1
@@ -119,6 +137,29 @@ class TestMode:
     def record(self, account: str, entry: dict[str, Any]) -> None:
         log: deque[dict[str, Any]] = self.requests.touch(account, deque(maxlen=REQUESTS_KEPT))
         log.append(entry)
+
+    # -- collected webhooks -------------------------------------------------------------------------
+
+    def intercept(self, row: Any, body: bytes, headers: dict[str, str]) -> Outcome | None:
+        """Keep a claimed delivery to `COLLECT_URL` (exactly the signed request that would be sent) instead
+        of sending it; any other delivery is sent (None)."""
+        if row["url"] != COLLECT_URL:
+            return None
+        kept: deque[dict[str, Any]] = self.webhooks.touch(row["account"], deque(maxlen=WEBHOOKS_KEPT))
+        kept.append(
+            {
+                "id": f"whcol_{next(self.collected)}",
+                "object": "ledger.webhook_delivery",
+                "endpoint": row["endpoint_id"],
+                "event": row["id"],
+                "type": row["type"],
+                "attempt": row["attempts"],
+                "created": int(time.time()),
+                "headers": headers,
+                "body": body.decode(),
+            }
+        )
+        return Outcome(200, None, 0, COLLECTED)
 
 
 def test_mode_of(request: web.Request) -> TestMode | None:
@@ -248,4 +289,54 @@ async def recent_requests(request: web.Request) -> web.Response:
     log = mode_of(request).requests.get(request["account"]) or ()
     items = list(reversed(log))[:limit]
     body = {"object": "list", "data": items, "has_more": len(log) > limit, "url": "/_ledger/requests"}
+    return json_response(200, msgspec.json.encode(body))
+
+
+SQL_COLLECTOR = """
+INSERT INTO webhook_endpoints (id, account, livemode, url, enabled_events, description, secret, created)
+VALUES ($1, $2, $3, $4, ARRAY['*'], 'ledgerd collect mode (/_ledger/webhooks)', $5, $6)
+ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, enabled_events = EXCLUDED.enabled_events, status = 'enabled',
+    disabled_reason = NULL, failing_since = NULL, deleted = false, updated_at = now()
+RETURNING id, secret, xmax = 0 AS inserted
+"""
+# From the beginning of time when new (whatever the account's test clock says, every event of the account
+# is collected from now on); from now when an endpoint that was disabled or deleted is enabled again.
+SQL_COLLECT_ALL = """
+INSERT INTO webhook_subscriptions (endpoint_id, valid_from, enabled_events, active)
+VALUES ($1, CASE WHEN $2 THEN '-infinity'::timestamptz ELSE now() END, ARRAY['*'], true)
+"""
+
+
+def collector_id(account: str, livemode: bool) -> str:
+    return "we_collect" + hashlib.sha256(f"{account}\x00{livemode}".encode()).hexdigest()[:24]
+
+
+@control_routes.post("/_ledger/webhooks")
+async def collect_webhooks(request: web.Request) -> web.Response:
+    """Turn on collect mode for the caller's account (the same endpoint and secret on every call)."""
+    await form_of(request, frozenset())
+    account, livemode = request["account"], request["livemode"]
+    async with request.app["pool"].acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            SQL_COLLECTOR, collector_id(account, livemode), account, livemode, COLLECT_URL, new_secret(),
+            mode_of(request).now_us(account) // 1_000_000,
+        )
+        await conn.execute(SQL_COLLECT_ALL, row["id"], row["inserted"])
+    body = {
+        "object": "ledger.webhook_collector",
+        "account": account,
+        "endpoint": row["id"],
+        "url": COLLECT_URL,
+        "secret": row["secret"],
+        "enabled_events": ["*"],
+    }
+    return json_response(200, msgspec.json.encode(body))
+
+
+@control_routes.get("/_ledger/webhooks")
+async def collected_webhooks(request: web.Request) -> web.Response:
+    """The caller's collected deliveries, oldest first (the last `WEBHOOKS_KEPT`)."""
+    await form_of(request, frozenset())
+    kept = mode_of(request).webhooks.get(request["account"]) or ()
+    body = {"object": "list", "data": list(kept), "has_more": False, "url": "/_ledger/webhooks"}
     return json_response(200, msgspec.json.encode(body))

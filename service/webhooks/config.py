@@ -13,6 +13,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # attempt); test: 3 retries over about 2 hours (Stripe's sandbox: "3 retries over a few hours").
 LIVE_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 TEST_SCHEDULE: tuple[float, ...] = (600, 1800, 4800)
+# `ledgerd serve --ephemeral` (a ledger inside someone's test suite): a receiver the test runs on this machine
+# is allowed, and a failed delivery is retried within seconds, not hours. Only the defaults: the
+# LEDGER_WEBHOOK_ALLOW_CIDRS / LEDGER_WEBHOOK_RETRY_SCHEDULE the user sets win.
+LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+EPHEMERAL_SCHEDULE: tuple[float, ...] = (1, 2, 4)
 
 
 def parse_schedule(raw: str) -> tuple[float, ...]:
@@ -59,9 +64,11 @@ class WebhookConfig:
         return self.live_schedule if livemode else self.test_schedule
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, ephemeral: bool = False) -> WebhookConfig:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
+        if ephemeral:
+            values.update(allow_cidrs=LOOPBACK, live_schedule=EPHEMERAL_SCHEDULE, test_schedule=EPHEMERAL_SCHEDULE)
         if env.get("LEDGER_WEBHOOKS", "").strip().lower() in ("0", "off", "false", "no"):
             values["enabled"] = False
         if raw := env.get("LEDGER_WEBHOOK_ALLOW_CIDRS", "").strip():

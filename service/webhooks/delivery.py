@@ -185,14 +185,24 @@ async def settle(
     return delay
 
 
+# Takes a claimed delivery (its row, the signed body, every header that would be sent) instead of sending it,
+# returning the outcome; or None to let it be sent (the ephemeral ledger's collect mode, service/testmode.py).
+Intercept = Callable[[Any, bytes, dict[str, str]], Outcome | None]
+
+
 async def deliver(
-    pool: asyncpg.Pool, session: aiohttp.ClientSession, config: WebhookConfig, row: Any
+    pool: asyncpg.Pool,
+    session: aiohttp.ClientSession,
+    config: WebhookConfig,
+    row: Any,
+    intercept: Intercept | None = None,
 ) -> tuple[Outcome, float | None]:
     """Send one claimed delivery and record it; the outcome and the seconds until the next attempt."""
     body = render_payload(row)
     at = utcnow()
     headers = signed_headers(secrets_of(row), row["id"], int(at.timestamp()), body)
-    outcome = await post(session, config, row["url"], body, headers)
+    taken = intercept(row, body, {"User-Agent": USER_AGENT, **headers}) if intercept is not None else None
+    outcome = taken if taken is not None else await post(session, config, row["url"], body, headers)
     return outcome, await settle(pool, config, row, outcome, at)
 
 
@@ -206,8 +216,10 @@ class Deliverer:
         log: Any,
         metrics: WebhookMetrics,
         on_attempt: Callable[[Any, Outcome], None] | None = None,
+        intercept: Intercept | None = None,
     ) -> None:
         self.on_attempt = on_attempt
+        self.intercept = intercept
         self.pool = pool
         self.config = config
         self.log = log
@@ -220,7 +232,7 @@ class Deliverer:
 
     async def one(self, session: aiohttp.ClientSession, row: Any) -> None:
         try:
-            outcome, retry_in = await deliver(self.pool, session, self.config, row)
+            outcome, retry_in = await deliver(self.pool, session, self.config, row, self.intercept)
         except Exception as error:  # not recorded: the lease expires and the event is sent again
             self.log.warning("webhook_settle_failed", event_id=row["id"], endpoint=row["endpoint_id"], error=repr(error))
             return

@@ -3,12 +3,13 @@
 Endpoints are configuration, kept in ordinary tables (migrations/0012_webhooks.sql). Every change to
 what an endpoint receives (enabled_events, disabled, delete) also appends a row to
 `webhook_subscriptions`, so the dispatcher sends each event to the endpoints subscribed when the event
-was recorded. `secret` is only in the create response.
+was recorded. `secret` is only in the create response. Subscriptions are dated by the caller's clock
+(routes.now_us: an ephemeral ledger's account clock), the clock that dates the account's events, so an
+endpoint created under a frozen test clock receives the events that follow.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -19,7 +20,7 @@ from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.service import expand, params
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
-from ledgerd.service.routes import PagedQuery, list_body, pool_of, read_only_expand, read_params
+from ledgerd.service.routes import PagedQuery, list_body, now_us, pool_of, read_only_expand, read_params
 from ledgerd.service.store.postgres import to_timestamp
 from ledgerd.service.webhooks import idempotent
 from ledgerd.service.webhooks import params as endpoint_params
@@ -79,10 +80,6 @@ async def endpoint_row(conn: Any, request: web.Request, endpoint_id: str, *, loc
     return row
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
 @routes.post("/v1/webhook_endpoints")
 async def create_endpoint(request: web.Request) -> web.Response:
     payload = await read_params(request)
@@ -90,7 +87,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     spec = endpoint_params.endpoint_create(payload, livemode=request["livemode"], allow=config.allow_cidrs)
     endpoint_id = "we_" + random_token(24)
     secret = new_secret()
-    at_us = now_us()
+    at_us = now_us(request)
     account, livemode = request["account"], request["livemode"]
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
@@ -153,7 +150,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
     change = endpoint_params.endpoint_update(
         payload, livemode=request["livemode"], allow=config_of(request).allow_cidrs
     )
-    at_us = now_us()
+    at_us = now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:
@@ -205,7 +202,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 async def delete_endpoint(request: web.Request) -> web.Response:
     payload, _ = await read_only_expand(request, expand.NOTHING)
     endpoint_id = endpoint_path_id(request)
-    at_us = now_us()
+    at_us = now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:

@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
-import ipaddress
 import sys
 from typing import Any, TextIO
 
@@ -24,14 +23,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from ledgerd.domain.errors import DomainError
-from ledgerd.service.webhooks.config import WebhookConfig
+from ledgerd.service.webhooks.config import LOOPBACK, WebhookConfig
 from ledgerd.service.webhooks.delivery import Deliverer, Outcome
 from ledgerd.service.webhooks.metrics import WebhookMetrics
 from ledgerd.service.webhooks.params import check_events, check_url
 from ledgerd.service.webhooks.service import dispatch_loop
 from ledgerd.service.webhooks.signing import new_secret
-
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 SQL_REGISTER = """
 INSERT INTO webhook_endpoints

@@ -57,7 +57,8 @@ def webhooks_context(config: WebhookConfig) -> Any:
             return
         pool: asyncpg.Pool = app["pool"]
         metrics = WebhookMetrics(app["metrics"].registry)
-        deliverer = Deliverer(pool, config, log, metrics)
+        test_mode = app.get("test_mode")  # an ephemeral ledger collects deliveries to its collect URL
+        deliverer = Deliverer(pool, config, log, metrics, intercept=test_mode.intercept if test_mode else None)
         app["webhook_deliverer"] = deliverer
         tasks = [
             asyncio.create_task(dispatch_loop(pool, config, deliverer, metrics, log)),

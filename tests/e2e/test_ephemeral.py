@@ -178,7 +178,8 @@ async def test_the_control_api_is_404_outside_ephemeral_mode(start: Start, db_ur
     finally:
         await conn.close()
     api = await start()
-    for method, path in (("POST", "/_ledger/reset"), ("POST", "/_ledger/clock"), ("GET", "/_ledger/requests")):
+    for method, path in (("POST", "/_ledger/reset"), ("POST", "/_ledger/clock"), ("GET", "/_ledger/requests"),
+                         ("POST", "/_ledger/webhooks"), ("GET", "/_ledger/webhooks")):
         status, body = await api.call(method, path, secret)
         assert status == 404, (method, path, body)
     status, _ = await api.call("GET", "/v1/customers", key())  # and made-up keys are not accepted
@@ -428,3 +429,120 @@ async def test_reset_all_empties_every_account_and_forgets_clocks(start: Start) 
         assert listed["data"] == []
     _, clock = await api.call("GET", "/_ledger/clock", b)
     assert clock["frozen"] is False
+
+
+# -- webhooks in tests: collect mode, and real delivery to loopback receivers ---------------------------------
+
+JAN_1_2020 = 1_577_836_800
+
+
+async def collected(api: Api, secret: str, count: int, within: float = 15.0) -> list[Any]:
+    deadline = time.monotonic() + within
+    while True:
+        status, body = await api.call("GET", "/_ledger/webhooks", secret)
+        assert status == 200 and body["object"] == "list"
+        if len(body["data"]) >= count or time.monotonic() > deadline:
+            return list(body["data"])
+        await asyncio.sleep(0.05)
+
+
+async def test_collect_mode_records_the_signed_payload_that_would_be_sent(start: Start, db_url: str) -> None:
+    import asyncpg
+    import stripe
+    from standardwebhooks import Webhook as StandardWebhook
+
+    api = await start(ephemeral=True)
+    me = key()
+    status, collector = await api.call("POST", "/_ledger/webhooks", me)
+    assert status == 200 and collector["object"] == "ledger.webhook_collector"
+    assert collector["secret"].startswith("whsec_") and collector["enabled_events"] == ["*"]
+    _, again = await api.call("POST", "/_ledger/webhooks", me)  # idempotent: the same endpoint and secret
+    assert (again["endpoint"], again["secret"]) == (collector["endpoint"], collector["secret"])
+    _, customer = await api.call("POST", "/v1/customers", me, {"email": "hook@example.com"})
+    await api.call("POST", f"/v1/customers/{customer['id']}", me, {"name": "Hook"})
+    deliveries = await collected(api, me, 2)
+    assert [d["type"] for d in deliveries] == ["customer.created", "customer.updated"]  # oldest first
+    for delivery in deliveries:
+        headers, body = delivery["headers"], delivery["body"]
+        # the official SDK's verification over the exact bytes; the Standard Webhooks oracle too
+        event = stripe.Webhook.construct_event(body, headers["Stripe-Signature"], collector["secret"])
+        assert event.id == delivery["event"] and event.type == delivery["type"]
+        assert StandardWebhook(collector["secret"]).verify(body, headers)["id"] == headers["webhook-id"] == event.id
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body, headers["Stripe-Signature"], collector["secret"] + "x")
+        assert headers["Content-Type"].startswith("application/json") and headers["User-Agent"].startswith("ledgerd")
+        # what GET /v1/events/{id} renders, with the pending count at delivery time
+        sent = json.loads(body)
+        _, stored = await api.call("GET", f"/v1/events/{event.id}", me)
+        assert sent == stored | {"pending_webhooks": sent["pending_webhooks"]}
+    created = json.loads(deliveries[0]["body"])
+    assert created["data"]["object"]["id"] == customer["id"] and created["pending_webhooks"] == 1
+    # through the real pipeline: a delivery row settled by a recorded 200 attempt, nothing left pending
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT d.state, a.status_code FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id"
+            " WHERE d.endpoint_id = $1 ORDER BY a.id",
+            collector["endpoint"],
+        )
+    finally:
+        await conn.close()
+    assert [(row["state"], row["status_code"]) for row in rows] == [("succeeded", 200)] * 2
+
+
+async def test_collected_webhooks_are_the_callers_own(start: Start) -> None:
+    api = await start(ephemeral=True)
+    a, b, bystander = key(), key(), key()
+    await api.call("POST", "/_ledger/webhooks", a)
+    await api.call("POST", "/_ledger/webhooks", b)
+    _, for_a = await api.call("POST", "/v1/customers", a, {"name": "a"})
+    _, for_b = await api.call("POST", "/v1/customers", b, {"name": "b"})
+    await api.call("POST", "/v1/customers", bystander, {"name": "not collected"})
+    for secret in (a, b):
+        await collected(api, secret, 1)
+    await asyncio.sleep(0.5)  # anything misrouted would have arrived by now too
+    for secret, customer in ((a, for_a), (b, for_b)):
+        deliveries = await collected(api, secret, 1)
+        assert [json.loads(d["body"])["data"]["object"]["id"] for d in deliveries] == [customer["id"]]
+    _, nothing = await api.call("GET", "/_ledger/webhooks", bystander)
+    assert nothing["data"] == []
+    status, body = await api.call("POST", "/_ledger/webhooks", a, {"url": "http://127.0.0.1/"})
+    assert (status, body["error"]["param"]) == (400, "url")
+
+
+async def test_collect_mode_follows_a_clock_frozen_in_the_past(start: Start) -> None:
+    api = await start(ephemeral=True)
+    me = key()
+    await api.call("POST", "/_ledger/webhooks", me)  # enabled first, as the plugin's fixture does
+    await api.call("POST", "/_ledger/clock", me, {"frozen_time": str(JAN_1_2020)})
+    _, customer = await api.call("POST", "/v1/customers", me, {"name": "2020"})
+    (delivery,) = await collected(api, me, 1)
+    event = json.loads(delivery["body"])
+    assert (event["created"], event["data"]["object"]["id"]) == (JAN_1_2020, customer["id"])
+
+
+async def test_endpoints_deliver_for_real_to_loopback_with_fast_retries(
+    start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stripe
+
+    from tests.support.webhooks import receiving
+
+    for name in ("LEDGER_WEBHOOK_ALLOW_CIDRS", "LEDGER_WEBHOOK_RETRY_SCHEDULE"):
+        monkeypatch.delenv(name, raising=False)  # the ephemeral defaults: loopback allowed, retries after 1, 2, 4 s
+    async with receiving() as receiver:
+        api = await start(ephemeral=True)
+        me = key()
+        # under a clock frozen in the past: the endpoint's subscription is dated by the same clock as the events
+        await api.call("POST", "/_ledger/clock", me, {"frozen_time": str(JAN_1_2020)})
+        receiver.plan("/hook", 500)  # the first attempt fails
+        status, endpoint = await api.call(
+            "POST", "/v1/webhook_endpoints", me, {"url": receiver.url("/hook"), "enabled_events[]": "customer.created"}
+        )
+        assert status == 200, endpoint
+        _, customer = await api.call("POST", "/v1/customers", me, {"name": "real"})
+        first, retry = await receiver.wait_for(lambda got: len(got) >= 2, within=15)
+        assert first.body == retry.body and retry.event["data"]["object"]["id"] == customer["id"]
+        assert 0.7 < retry.at - first.at < 3.0  # 1 s +-20 % (the test schedule outside ephemeral mode: 10 min)
+        event = stripe.Webhook.construct_event(retry.body, retry.headers["Stripe-Signature"], endpoint["secret"])
+        assert event.created == JAN_1_2020

@@ -1,6 +1,6 @@
 """What a team that integrates with Stripe writes: plain tests on the official SDK, with ledgerd's pytest
 plugin standing in for Stripe. Nothing here but the plugin's fixtures (`ledger`, `ledger_key`,
-`stripe_client`) and the `stripe` package."""
+`stripe_client`, `ledger_events`, `ledger_webhooks`) and the `stripe` package."""
 
 from __future__ import annotations
 
@@ -96,3 +96,21 @@ def test_events_of_the_tests_own_account(stripe_client: stripe.StripeClient, led
     assert [event["type"] for event in ledger_events.list()] == ["customer.updated", "customer.created"]
     with pytest.raises(AssertionError, match=r"no customer\.deleted event"):
         ledger_events.wait_for("customer.deleted", timeout=0.2)
+
+
+def test_webhooks_are_collected_signed(stripe_client: stripe.StripeClient, ledger_webhooks) -> None:
+    customer = stripe_client.v1.customers.create({"email": "hooks@example.com"})
+    stripe_client.v1.customers.update(customer.id, {"name": "Hooks"})
+
+    created = ledger_webhooks.wait_for("customer.created")
+    assert created["data"]["object"]["id"] == customer.id
+    assert ledger_webhooks.wait_for("customer.*")["type"] == "customer.updated"  # each delivery returned once
+
+    # what was delivered is signed with the endpoint's secret, as your webhook handler will check it
+    delivery = ledger_webhooks.deliveries[0]
+    event = stripe.Webhook.construct_event(
+        delivery["body"], delivery["headers"]["Stripe-Signature"], ledger_webhooks.secret
+    )
+    assert event.id == created["id"]
+    with pytest.raises(AssertionError, match=r"no customer\.deleted webhook"):
+        ledger_webhooks.wait_for("customer.deleted", timeout=0.2)
