@@ -1,6 +1,6 @@
 """Start-up time of `ledgerd serve --ephemeral` and the per-test overhead of the pytest plugin.
 
-    .venv/bin/python -m bench.ephemeral_startup [--warm-runs 5] [--tests 50] [--append bench/RESULTS.md]
+    .venv/bin/python -m bench.ephemeral_startup [--warm-runs 5] [--tests 50] [--append bench/EPHEMERAL_RESULTS.md]
 
 * cold: a fresh template cache (initdb + migrations + copy + start); warm: the cached template (copy +
   start). Measured from spawning the process to the first answered request (`LEDGER_URL` printed and a
