@@ -126,6 +126,9 @@ class _ProfileParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     external_id: ExternalIdParam | UnsetType | None = UNSET
     address: AddressParams | UnsetType | None = UNSET
     shipping: ShippingParams | UnsetType | None = UNSET
+    invoice_settings: InvoiceSettingsParams | UnsetType | None = UNSET
+    preferred_locales: Annotated[list[Locale], Meta(max_length=validation.MAX_LOCALES)] | UnsetType | None = UNSET
+    tax_exempt: TaxExempt | UnsetType | None = UNSET
 
 
 class CustomerCreateParams(_ProfileParams, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -134,10 +137,7 @@ class CustomerCreateParams(_ProfileParams, frozen=True, kw_only=True, forbid_unk
     balance: BalanceParam | UnsetType | None = UNSET
     currency: CurrencyParam | UnsetType | None = UNSET
     invoice_prefix: InvoicePrefix | UnsetType | None = UNSET
-    invoice_settings: InvoiceSettingsParams | UnsetType | None = UNSET
     next_invoice_sequence: InvoiceSequence | UnsetType | None = UNSET
-    preferred_locales: Annotated[list[Locale], Meta(max_length=validation.MAX_LOCALES)] | UnsetType | None = UNSET
-    tax_exempt: TaxExempt | UnsetType | None = UNSET
     metadata: (
         Annotated[MetadataParam, Meta(description=f"Up to {validation.METADATA_MAX_KEYS} key-value pairs for your own use.")] | UnsetType | None
     ) = UNSET
@@ -152,10 +152,7 @@ class CustomerUpdateParams(_ProfileParams, frozen=True, kw_only=True, forbid_unk
     balance: Annotated[BalanceParam, Meta(description="Cannot be unset on update.")] | UnsetType = UNSET
     currency: CurrencyParam | UnsetType = UNSET
     invoice_prefix: InvoicePrefix | UnsetType = UNSET
-    invoice_settings: InvoiceSettingsParams | UnsetType | None = UNSET
     next_invoice_sequence: InvoiceSequence | UnsetType = UNSET
-    preferred_locales: Annotated[list[Locale], Meta(max_length=validation.MAX_LOCALES)] | UnsetType | None = UNSET
-    tax_exempt: TaxExempt | UnsetType | None = UNSET
     metadata: (
         Annotated[MetadataParam, Meta(description='Merged into the existing metadata; a key set to "" is removed, and metadata="" clears all.')] | UnsetType | None
     ) = UNSET

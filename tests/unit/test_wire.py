@@ -10,7 +10,14 @@ import msgspec
 import pytest
 
 from ledgerd.domain import validation
-from ledgerd.domain.customer import INITIAL_STATE, BalanceAdjusted, decide, fold, transaction_created
+from ledgerd.domain.customer import (
+    INITIAL_STATE,
+    BalanceAdjusted,
+    UpsertCustomer,
+    decide,
+    fold,
+    transaction_created,
+)
 from ledgerd.domain.errors import InvalidParameter
 from ledgerd.domain.money import MAX_AMOUNT
 from ledgerd.projections import balance_transactions, customers
@@ -30,9 +37,9 @@ FULL_CUSTOMER = (
 )
 
 
-def created_state(body: str = FULL_CUSTOMER) -> Any:
-    command = params.customer_create(
-        parse_form(body.encode()),
+def create(payload: dict[str, Any]) -> UpsertCustomer:
+    return params.customer_create(
+        payload,
         customer_id="cus_W1",
         transaction_id="cbtxn_W1",
         invoice_prefix="0759376C",
@@ -40,7 +47,10 @@ def created_state(body: str = FULL_CUSTOMER) -> Any:
         account="acct_1",
         livemode=False,
     )
-    events = decide(command.create, INITIAL_STATE)
+
+
+def created_state(body: str = FULL_CUSTOMER) -> Any:
+    events = decide(create(parse_form(body.encode())).create, INITIAL_STATE)
     return events, fold(events)
 
 
@@ -146,25 +156,7 @@ def test_string_limits_in_the_types_are_the_domains(name: str) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({name: "a" * (limit + 1)}, wire.CustomerCreateParams)
     value = "a" * limit if name != "email" else "a" * (limit - len("@example.com")) + "@example.com"
-    command = params.customer_create(
-        {name: value},
-        customer_id="cus_W1",
-        transaction_id="cbtxn_W1",
-        invoice_prefix="0759376C",
-        occurred_at_us=NOW_US,
-        account="acct_1",
-        livemode=False,
-    )
-    validation.validate(command.create)  # exactly at the limit: accepted
-    too_long = params.customer_create(
-        {name: value + "a"},
-        customer_id="cus_W1",
-        transaction_id="cbtxn_W1",
-        invoice_prefix="0759376C",
-        occurred_at_us=NOW_US,
-        account="acct_1",
-        livemode=False,
-    )
+    validation.validate(create({name: value}).create)  # exactly at the limit: accepted
     with pytest.raises(InvalidParameter) as caught:
-        validation.validate(too_long.create)
+        validation.validate(create({name: value + "a"}).create)
     assert caught.value.param == name
