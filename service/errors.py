@@ -8,13 +8,14 @@ ever reaches a client; a 500 is logged with its request id.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Final
 
 import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from msgspec import UNSET, Meta, UnsetType
 
 from ledgerd.domain.errors import Conflict, DomainError, ResourceMissing
 from ledgerd.service.commands.errors import ConflictRetriesExhausted, IdempotencyConflict
@@ -51,14 +52,34 @@ class StripeError(Exception):
             self.headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
 
 
+ERROR_TYPES: Final[list[str]] = ["api_error", "idempotency_error", "invalid_request_error"]
+
+
+class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """What went wrong; `code`, `doc_url` and `param` are left out when they do not apply."""
+
+    type: Annotated[str, Meta(extra_json_schema={"enum": ERROR_TYPES})]
+    message: Annotated[str, Meta(min_length=1)]
+    code: Annotated[str, Meta(pattern="^[a-z0-9_]+$")] | UnsetType = UNSET
+    doc_url: Annotated[str, Meta(pattern="^https://stripe\\.com/docs/error-codes/")] | UnsetType = UNSET
+    param: str | UnsetType = UNSET
+
+
+class ErrorObject(msgspec.Struct, frozen=True, kw_only=True):
+    """Stripe's error shape."""
+
+    error: ErrorDetail
+
+
 def error_body(type: str, message: str, code: str | None = None, param: str | None = None) -> bytes:
-    error: dict[str, Any] = {"type": type, "message": message}
-    if code is not None:
-        error["code"] = code
-        error["doc_url"] = f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}"
-    if param is not None:
-        error["param"] = param
-    return msgspec.json.encode({"error": error})
+    detail = ErrorDetail(
+        type=type,
+        message=message,
+        code=UNSET if code is None else code,
+        doc_url=UNSET if code is None else f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+        param=UNSET if param is None else param,
+    )
+    return msgspec.json.encode(ErrorObject(error=detail))
 
 
 def domain_error_response(error: DomainError) -> tuple[int, bytes]:

@@ -1,9 +1,15 @@
 """The OpenAPI 3.1 document of the whole HTTP API, served at ``GET /openapi.json`` (no auth).
 
-Built once from Python data, with every limit taken from the modules that enforce it (`domain.validation`,
-`domain.money`, `service.params`, `service.forms`), so the document cannot drift from the code silently:
-`tests/e2e/test_openapi.py` checks it against the router and real responses, and
-`tests/e2e/test_schemathesis.py` fuzzes the running service with it.
+Built once. The schemas of the response objects (customer, deleted customer, balance transaction, event,
+and what they embed) are generated from their types in `projections.objects`, which the renderers walk;
+the request bodies' from `service.wire`, whose fields are the names `service.params` accepts; both with
+`msgspec.json.schema_components`, post-processed to this document's conventions (below). What is
+written here by hand is the table of paths and operations, the list, search, history, error and status
+envelopes (not yet types), and the webhook endpoint schemas (`service/webhooks/openapi.py`). Limits come
+from the modules that enforce them (`domain.validation`, `domain.money`, `service.params`,
+`service.forms`), so the document cannot drift from the code silently: `tests/e2e/test_openapi.py`
+checks it against the router and real responses, and `tests/e2e/test_schemathesis.py` fuzzes the running
+service with it.
 
 Conventions of the wire format the document encodes:
 
@@ -32,15 +38,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from typing import Any, Final
+import inspect
+from typing import Any, Final, get_args
 
 import msgspec
 from aiohttp import web
 
-from ledgerd.domain import validation
-from ledgerd.domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
-from ledgerd.domain.values import Address
-from ledgerd.service import expand, forms, params, versions
+from ledgerd.projections import customers as customers_projection
+from ledgerd.projections import objects
+from ledgerd.service import errors as errors_module
+from ledgerd.service import expand, forms, params, versions, wire
 from ledgerd.service.config import Config
 
 __all__ = ["OPENAPI_PATH", "document", "openapi_view"]
@@ -53,7 +60,6 @@ MAX_IDEMPOTENCY_KEY: Final[int] = 255  # service.routes.MAX_IDEMPOTENCY_KEY (che
 FORM: Final[str] = "application/x-www-form-urlencoded"
 JSON: Final[str] = "application/json"
 NO_NUL: Final[str] = "^[^\\x00]*$"
-CURRENCIES: Final[list[str]] = sorted(ISO_4217_EXPONENTS)
 
 Schema = dict[str, Any]
 
@@ -62,8 +68,11 @@ Schema = dict[str, Any]
 # ---------------------------------------------------------------------------------------------------
 
 
+REF_PREFIX: Final[str] = "#/components/schemas/"
+
+
 def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF_PREFIX + name}
 
 
 def text(max_length: int | None = None, *, min_length: int = 0, description: str | None = None) -> Schema:
@@ -149,206 +158,86 @@ UNIX_TIME: Final[Schema] = {**INT64, "description": "Unix time in seconds."}
 
 def metadata_schema(*, nullable_values: bool) -> Schema:
     """Stored metadata (``nullable_values=False``), or a request's: there ``""``/null removes a key, and
-    removals do not count against the limit (at most METADATA_MAX_KEYS values, twice as many keys)."""
-    value = text(validation.METADATA_VALUE_MAX)
-    keys = 2 * validation.METADATA_MAX_KEYS if nullable_values else validation.METADATA_MAX_KEYS
-    return {
-        "type": "object",
-        "maxProperties": keys,
-        "propertyNames": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": validation.METADATA_KEY_MAX,
-            "pattern": "^[^\\[\\]\\x00]*$",
-        },
-        "additionalProperties": nullable(value) if nullable_values else value,
-    }
+    removals do not count against the limit (`service.wire.MetadataParam`)."""
+    schema: Schema = msgspec.json.schema(wire.MetadataParam if nullable_values else objects.Metadata)
+    schema.pop("description", None)
+    return schema
 
 
-def address_schema() -> Schema:
-    return obj(
-        {name: nullable(text(validation.ADDRESS_FIELD_MAX)) for name in Address.__struct_fields__},
-        description="A postal address; every field is present, null when not set.",
-    )
+RESPONSE_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    **objects.RESPONSE_OBJECTS,
+    "error_detail": errors_module.ErrorDetail,
+    "error": errors_module.ErrorObject,
+}
+
+
+def object_schemas() -> dict[str, Schema]:
+    """The response objects' schemas, generated from their types (`projections.objects`, the error's in
+    `service.errors`)."""
+    types = RESPONSE_TYPES
+    names = {cls.__name__: name for name, cls in types.items()}
+    _, components = msgspec.json.schema_components(list(types.values()), ref_template=REF_PREFIX + "{name}")
+    schemas: dict[str, Schema] = {}
+    for class_name, generated in components.items():
+        name = names[class_name]  # a KeyError here: a type used by an object is missing from RESPONSE_OBJECTS
+        schema = tidied(renamed(generated, names))  # a response field with a default is a constant
+        # Response objects carry every field, except those only `expand[]` adds (UNSET by default).
+        schema["required"] = [
+            field.name for field in msgspec.structs.fields(types[name]) if field.default is not msgspec.UNSET
+        ]
+        schema["additionalProperties"] = False
+        schemas[name] = schema
+    return schemas
+
+
+def renamed(schema: Any, names: dict[str, str]) -> Any:
+    """`schema` with its references to the types' class names pointing at their component names."""
+    if isinstance(schema, dict):
+        return {
+            key: REF_PREFIX + names[value.removeprefix(REF_PREFIX)] if key == "$ref" else renamed(value, names)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [renamed(item, names) for item in schema]
+    return schema
 
 
 def response_schemas() -> dict[str, Schema]:
-    balance = integer(-MAX_BALANCE, MAX_BALANCE, "Minor units; positive means the customer owes you.")
-    currency = {"type": "string", "enum": CURRENCIES, "description": "Lowercase ISO 4217 code."}
-    customer_fields: dict[str, Schema] = {
-        "id": id_of("cus_"),
-        "object": const("customer"),
-        "address": nullable(ref("address")),
-        "balance": balance,
-        "business_name": nullable(text(validation.MAX_LENGTHS["business_name"])),
-        "created": UNIX_TIME,
-        "currency": nullable(currency),
-        "customer_account": NULL,
-        "default_source": NULL,
-        "delinquent": {"type": "boolean"},
-        "description": nullable(text(validation.MAX_LENGTHS["description"])),
-        "discount": NULL,
-        "email": nullable(text(validation.MAX_LENGTHS["email"])),
-        "external_id": nullable(
-            text(
-                validation.MAX_LENGTHS["external_id"], description="Extension: the caller's own id (upsert)."
-            )
-        ),
-        "individual_name": nullable(text(validation.MAX_LENGTHS["individual_name"])),
-        "invoice_prefix": {"type": "string", "pattern": f"^{validation.INVOICE_PREFIX.pattern}$"},
-        "invoice_settings": ref("invoice_settings"),
-        "livemode": {"type": "boolean"},
-        "metadata": ref("metadata"),
-        "name": nullable(text(validation.MAX_LENGTHS["name"])),
-        "next_invoice_sequence": integer(1, 10**9),
-        "phone": nullable(text(validation.MAX_LENGTHS["phone"])),
-        "preferred_locales": {
-            "type": "array",
-            "maxItems": validation.MAX_LOCALES,
-            "items": {"type": "string", "pattern": f"^{validation.LOCALE.pattern}$"},
-        },
-        "shipping": nullable(ref("shipping")),
-        "tax_exempt": {"type": "string", "enum": sorted(validation.TAX_EXEMPT)},
-        "test_clock": NULL,
-    }
-    # The value of a field before an update, as `customer.updated` events report it.
+    generated = object_schemas()
+    # The value of a field before an update, as `customer.updated` events report it: the fields a
+    # command can change (the projection's mutable columns).
     previous = {
         name: schema
-        for name, schema in customer_fields.items()
-        if name not in ("id", "object", "created", "livemode", "customer_account", "default_source")
-        and name not in ("delinquent", "discount", "test_clock")
+        for name, schema in generated["customer"]["properties"].items()
+        if name in customers_projection.MUTABLE_COLUMNS
     }
     previous["metadata"] = metadata_schema(nullable_values=True)
-    transaction_fields: dict[str, Schema] = {
-        "id": id_of("cbtxn_"),
-        "object": const("customer_balance_transaction"),
-        "amount": integer(
-            -MAX_AMOUNT,
-            MAX_AMOUNT,
-            "Minor units; negative credits the customer. An `initial` or `adjustment` entry written by "
-            "setting `balance` holds the difference between the two balances.",
-        ),
-        "checkout_session": NULL,
-        "created": UNIX_TIME,
-        "credit_note": NULL,
-        "currency": currency,
-        "customer": {"anyOf": [id_of("cus_"), ref("customer")], "description": "Expandable."},
-        "customer_account": NULL,
-        "description": nullable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
-        "ending_balance": balance,
-        "invoice": NULL,
-        "livemode": {"type": "boolean"},
-        "metadata": ref("metadata"),
-        "type": {"type": "string", "enum": ["adjustment", "initial"]},
+    generated["error_detail"]["dependentRequired"] = {"code": ["doc_url"], "doc_url": ["code"]}
+    event = generated["event"]
+    event["properties"]["api_version"]["enum"] = list(versions.VERSIONS)
+    # An event's `data`: which object (and previous attributes) goes with which event type.
+    generated["event_data"]["properties"] = {
+        "object": {"oneOf": [ref(name) for name, _ in EVENT_PAYLOADS.values()]},
+        "previous_attributes": {"anyOf": [ref(previous) for _, previous in EVENT_PAYLOADS.values()]},
     }
-    event_types = [
-        "customer.created",
-        "customer.updated",
-        "customer.deleted",
-        "customer_balance_transaction.created",
-        "customer_balance_transaction.updated",
+    event_types = get_args(objects.EventType)
+    event["allOf"] = [
+        event_payload([t for t in event_types if t.rsplit(".", 1)[0] == prefix], name, previous)
+        for prefix, (name, previous) in EVENT_PAYLOADS.items()
     ]
     return {
-        "metadata": {
-            **metadata_schema(nullable_values=False),
-            "description": f"Up to {validation.METADATA_MAX_KEYS} string pairs.",
-        },
-        "address": address_schema(),
-        "shipping": obj(
-            {
-                "address": ref("address"),
-                "carrier": NULL,
-                "name": nullable(text(5000)),
-                "phone": nullable(text(5000)),
-                "tracking_number": NULL,
-            }
-        ),
-        "invoice_settings": obj(
-            {
-                "custom_fields": nullable(
-                    {
-                        "type": "array",
-                        "maxItems": validation.MAX_CUSTOM_FIELDS,
-                        "items": obj({"name": text(40), "value": text(140)}),
-                    }
-                ),
-                "default_payment_method": NULL,
-                "footer": nullable(text(5000)),
-                "rendering_options": nullable(
-                    obj(
-                        {
-                            "amount_tax_display": nullable(
-                                {"type": "string", "enum": sorted(validation.AMOUNT_TAX_DISPLAY)}
-                            ),
-                            "template": nullable(text(5000)),
-                        }
-                    )
-                ),
-            }
-        ),
-        "customer": obj(
-            {**customer_fields, **customer_expansions()},
-            required=tuple(customer_fields),
-            description="A customer (Stripe's `customer` object); the last five fields only when expanded.",
-        ),
-        "deleted_customer": obj(
-            {"id": id_of("cus_"), "object": const("customer"), "deleted": const(True)},
-            description="What DELETE returns, and what a later GET of the customer returns.",
-        ),
+        "metadata": msgspec.json.schema(objects.Metadata),
+        **generated,
         "customer_or_deleted": {"oneOf": [ref("customer"), ref("deleted_customer")]},
-        "customer_balance_transaction": obj(
-            transaction_fields,
-            description="One ledger entry; `ending_balance` = previous balance + `amount`.",
-        ),
         "customer_previous_attributes": obj(
             previous, required=(), description="Old values of the fields a `customer.updated` changed."
         ),
         "customer_balance_transaction_previous_attributes": obj(
             {
-                "description": nullable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
+                "description": generated["customer_balance_transaction"]["properties"]["description"],
                 "metadata": metadata_schema(nullable_values=True),
             },
             required=(),
-        ),
-        "event": obj(
-            {
-                "id": id_of("evt_"),
-                "object": const("event"),
-                "account": {"type": "string"},
-                "api_version": {
-                    "type": "string",
-                    "enum": list(versions.VERSIONS),
-                    "description": "The API version `data` is rendered at: the account's default version.",
-                },
-                "created": UNIX_TIME,
-                "data": obj(
-                    {
-                        "object": {"oneOf": [ref("customer"), ref("customer_balance_transaction")]},
-                        "previous_attributes": {
-                            "anyOf": [
-                                ref("customer_previous_attributes"),
-                                ref("customer_balance_transaction_previous_attributes"),
-                            ]
-                        },
-                    },
-                    required=("object",),
-                ),
-                "livemode": {"type": "boolean"},
-                "pending_webhooks": integer(0, 2**31 - 1, "Webhook deliveries of this event not yet successful."),
-                "request": obj(
-                    {"id": nullable({"type": "string"}), "idempotency_key": nullable({"type": "string"})}
-                ),
-                "type": {"type": "string", "enum": event_types},
-            },
-            description="A Stripe event. `customer_balance_transaction.*` are extensions.",
-            allOf=[
-                event_payload(event_types[:3], "customer", "customer_previous_attributes"),
-                event_payload(
-                    event_types[3:],
-                    "customer_balance_transaction",
-                    "customer_balance_transaction_previous_attributes",
-                ),
-            ],
         ),
         "customer_list": list_schema("customer", const("/v1/customers")),
         "customer_balance_transaction_list": list_schema(
@@ -398,27 +287,18 @@ def response_schemas() -> dict[str, Schema]:
             },
             required=("object", "data", "has_more", "next_page", "url"),
         ),
-        "error": obj(
-            {
-                "error": obj(
-                    {
-                        "type": {
-                            "type": "string",
-                            "enum": ["api_error", "idempotency_error", "invalid_request_error"],
-                        },
-                        "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
-                        "message": {"type": "string", "minLength": 1},
-                        "param": {"type": "string"},
-                        "doc_url": {"type": "string", "pattern": "^https://stripe\\.com/docs/error-codes/"},
-                    },
-                    required=("type", "message"),
-                    dependentRequired={"code": ["doc_url"], "doc_url": ["code"]},
-                )
-            },
-            description="Stripe's error shape; `code`, `doc_url` and `param` are left out when they do not apply.",
-        ),
         "status": obj({"status": {"type": "string", "enum": ["ok", "ready"]}}),
     }
+
+
+# event type prefix -> the schemas of its `data.object` and `data.previous_attributes`
+EVENT_PAYLOADS: Final[dict[str, tuple[str, str]]] = {
+    "customer": ("customer", "customer_previous_attributes"),
+    "customer_balance_transaction": (
+        "customer_balance_transaction",
+        "customer_balance_transaction_previous_attributes",
+    ),
+}
 
 
 def event_payload(types: list[str], object_schema: str, previous_schema: str) -> Schema:
@@ -459,40 +339,6 @@ def list_schema(item: str, url: Schema) -> Schema:
     )
 
 
-def embedded_list_schema() -> Schema:
-    return obj(
-        {
-            "object": const("list"),
-            "data": {"type": "array", "maxItems": 0},
-            "has_more": const(False),
-            "total_count": const(0),
-            "url": {"type": "string", "pattern": "^/v1/customers/[^/]+/[a-z_]+$"},
-        }
-    )
-
-
-def customer_expansions() -> dict[str, Schema]:
-    """What `expand[]` adds to a customer (service/expand.py)."""
-    return {
-        "invoice_credit_balance": {
-            "type": "object",
-            "additionalProperties": {"type": "integer"},
-            "description": "Currency -> credit; positive = credit (the opposite sign of `balance`).",
-        },
-        "tax": obj(
-            {
-                "automatic_tax": const("unrecognized_location"),
-                "ip_address": NULL,
-                "location": NULL,
-                "provider": const("stripe"),
-            }
-        ),
-        "tax_ids": embedded_list_schema(),
-        "sources": embedded_list_schema(),
-        "subscriptions": embedded_list_schema(),
-    }
-
-
 # ---------------------------------------------------------------------------------------------------
 # request schemas
 # ---------------------------------------------------------------------------------------------------
@@ -510,36 +356,6 @@ def expand_schema(root: expand.Node = expand.NOTHING, *, omit: tuple[str, ...] =
     }
 
 
-def custom_fields_schema() -> Schema:
-    return {
-        "type": "array",
-        "maxItems": validation.MAX_CUSTOM_FIELDS,
-        "items": obj({"name": text(40, min_length=1), "value": text(140, min_length=1)}),
-    }
-
-
-def invoice_settings_params() -> Schema:
-    return obj(
-        {
-            "custom_fields": unsettable(custom_fields_schema()),
-            "footer": unsettable(text(5000)),
-            "rendering_options": unsettable(
-                obj(
-                    {
-                        "amount_tax_display": unsettable(
-                            {"type": "string", "enum": sorted(validation.AMOUNT_TAX_DISPLAY)}
-                        ),
-                        "template": unsettable(text(5000)),
-                    },
-                    required=(),
-                )
-            ),
-        },
-        required=(),
-        description="`invoice_settings[default_payment_method]` is rejected (parameter_unsupported).",
-    )
-
-
 ADDRESS_DESCRIPTIONS: Final[dict[str, str]] = {
     "city": "City, district, suburb, town or village.",
     "country": "Two-letter country code (ISO 3166-1 alpha-2).",
@@ -548,16 +364,6 @@ ADDRESS_DESCRIPTIONS: Final[dict[str, str]] = {
     "postal_code": "ZIP or postal code.",
     "state": "State, county, province or region.",
 }
-
-
-def address_params() -> Schema:
-    return obj(
-        described(
-            {name: unsettable(text(validation.ADDRESS_FIELD_MAX)) for name in Address.__struct_fields__},
-            ADDRESS_DESCRIPTIONS,
-        ),
-        required=(),
-    )
 
 
 CUSTOMER_PARAM_DESCRIPTIONS: Final[dict[str, str]] = {
@@ -588,118 +394,83 @@ def described(properties: dict[str, Schema], descriptions: dict[str, str]) -> di
     }
 
 
-def customer_params(*, update: bool) -> Schema:
-    """POST /v1/customers (``update=False``) and POST /v1/customers/{customer}."""
-    strings = {name: unsettable(text(validation.MAX_LENGTHS[name])) for name in params.NULLABLE_STRINGS}
-    strings["external_id"]["description"] = (
-        "Extension. On create, a live customer with this external_id is updated and returned instead."
-    )
-    balance = integer(-MAX_AMOUNT, MAX_AMOUNT, "Sets the balance; the difference becomes a ledger entry.")
-    currency = {"type": "string", "enum": CURRENCIES, "description": "Extension: the balance's currency."}
-    prefix = {"type": "string", "pattern": f"^{validation.INVOICE_PREFIX.pattern}$"}
-    sequence = integer(1, 10**9)
-    once = "Cannot be unset on update."
-    properties: dict[str, Schema] = {
-        **strings,
-        "address": unsettable(ref("address_params")),
-        "shipping": unsettable(
-            obj(
-                {
-                    "address": {**ref("address_params"), "minProperties": 1},
-                    "name": text(5000, min_length=1, description="The recipient's name."),
-                    "phone": unsettable(text(5000), "The recipient's phone number."),
-                },
-                required=("address", "name"),
-            )
-        ),
-        "balance": {**balance, "description": once} if update else unsettable(balance),
-        "currency": currency if update else unsettable(currency),
-        "invoice_prefix": prefix if update else unsettable(prefix),
-        "invoice_settings": unsettable(ref("invoice_settings_params")),
-        "next_invoice_sequence": sequence if update else unsettable(sequence),
-        "preferred_locales": unsettable(
-            {
-                "type": "array",
-                "maxItems": validation.MAX_LOCALES,
-                "items": {"type": "string", "pattern": f"^{validation.LOCALE.pattern}$"},
-            }
-        ),
-        "tax_exempt": unsettable({"type": "string", "enum": sorted(validation.TAX_EXEMPT)}),
-        "metadata": unsettable(
-            metadata_schema(nullable_values=True),
-            'Merged into the existing metadata; a key set to "" is removed, and metadata="" clears all.'
-            if update
-            else None,
-        ),
-        "expand": unsettable(expand_schema(expand.CUSTOMER)),
-        "validate": unsettable({"type": "boolean"}),
-    }
-    if not update:
-        properties["metadata"]["description"] = (
-            f"Up to {validation.METADATA_MAX_KEYS} key-value pairs for your own use."
-        )
+# What each request type's `expand` can name (service/expand.py).
+EXPAND_ROOTS: Final[dict[str, expand.Node]] = {
+    "customer_create_params": expand.CUSTOMER,
+    "customer_update_params": expand.CUSTOMER,
+    "customer_balance_transaction_create_params": expand.BALANCE_TRANSACTION,
+    "customer_balance_transaction_update_params": expand.BALANCE_TRANSACTION,
+}
+PARAM_DESCRIPTIONS: Final[dict[str, dict[str, str]]] = {
+    "address_params": ADDRESS_DESCRIPTIONS,
+    "customer_create_params": CUSTOMER_PARAM_DESCRIPTIONS,
+    "customer_update_params": CUSTOMER_PARAM_DESCRIPTIONS,
+}
+
+
+def generated_request_schemas() -> dict[str, Schema]:
+    """The request bodies' schemas, generated from their types (`service.wire`)."""
+    types = wire.REQUEST_TYPES
+    names = {cls.__name__: name for name, cls in types.items()}
+    _, components = msgspec.json.schema_components(list(types.values()), ref_template=REF_PREFIX + "{name}")
     unsupported = ", ".join(sorted(params.UNSUPPORTED_CUSTOMER_PARAMS))
-    return obj(
-        described(properties, CUSTOMER_PARAM_DESCRIPTIONS),
-        required=(),
-        description=(
-            "Unknown parameters are rejected (400 parameter_unknown); payment parameters "
-            f"({unsupported}) are rejected with 400 parameter_unsupported."
-        ),
+    schemas: dict[str, Schema] = {}
+    for class_name, generated in components.items():
+        name = names[class_name]  # a KeyError here: a type used by a request is missing from REQUEST_TYPES
+        schema = tidied(renamed(generated, names))
+        properties = {prop: accepting_unset(value) for prop, value in schema["properties"].items()}
+        if name in EXPAND_ROOTS:
+            properties["expand"] = unsettable(expand_schema(EXPAND_ROOTS[name]))
+        schema["properties"] = described(properties, PARAM_DESCRIPTIONS.get(name, {}))
+        if name.startswith("customer_") and not name.startswith("customer_balance"):
+            schema["description"] = (
+                "Unknown parameters are rejected (400 parameter_unknown); payment parameters "
+                f"({unsupported}) are rejected with 400 parameter_unsupported."
+            )
+        if not schema.get("required"):
+            schema.pop("required", None)
+        schemas[name] = schema
+    return schemas
+
+
+def tidied(schema: Schema) -> Schema:
+    """A generated object schema without msgspec's title and defaults, its descriptions at the top."""
+    schema.pop("title", None)
+    if "description" in schema:
+        schema["description"] = inspect.cleandoc(schema["description"])
+    for name, prop in schema["properties"].items():
+        prop.pop("default", None)
+        options = prop.get("anyOf", [])
+        described_options = [option for option in options if "description" in option]
+        if "description" not in prop and len(described_options) == 1:
+            prop = {"description": described_options[0]["description"], **prop}
+            prop["anyOf"] = [{k: v for k, v in option.items() if k != "description"} for option in options]
+        schema["properties"][name] = prop
+    return schema
+
+
+def accepting_unset(schema: Schema) -> Schema:
+    """A nullable parameter (``X | None``) also takes ``""`` (form): both mean *unset*."""
+    options = schema.get("anyOf")
+    if not options or NULL not in options:
+        return schema
+    takes_empty = any(
+        option.get("type") == "string"
+        and option.get("minLength", 0) == 0
+        and option.get("pattern", NO_NUL) == NO_NUL
+        and "enum" not in option
+        for option in options
     )
-
-
-def transaction_create_params() -> Schema:
-    return obj(
-        {
-            "amount": integer(
-                -MAX_AMOUNT,
-                MAX_AMOUNT,
-                "Minor units: negative credits the customer, positive debits. Not zero. The resulting "
-                f"balance must stay within +/-{MAX_BALANCE} (else 400 balance_overflow).",
-                **{"not": const(0)},
-            ),
-            "currency": {
-                "type": "string",
-                "enum": CURRENCIES,
-                "description": "The ledger it applies to: a customer has one per currency (its `balance` is its own "
-                "currency's; expand `invoice_credit_balance` for all); the first one sets the customer's currency.",
-            },
-            "description": unsettable(
-                text(validation.TRANSACTION_DESCRIPTION_MAX), "An arbitrary string attached to the entry."
-            ),
-            "metadata": unsettable(
-                metadata_schema(nullable_values=True), "Key-value pairs for your own use."
-            ),
-            "expand": unsettable(expand_schema(expand.BALANCE_TRANSACTION)),
-        },
-        required=("amount", "currency"),
-    )
-
-
-def transaction_update_params() -> Schema:
-    return obj(
-        {
-            "description": unsettable(text(validation.TRANSACTION_DESCRIPTION_MAX)),
-            "metadata": unsettable(metadata_schema(nullable_values=True)),
-            "expand": unsettable(expand_schema(expand.BALANCE_TRANSACTION)),
-        },
-        required=(),
-    )
+    if takes_empty:
+        return schema
+    rest = [option for option in options if option != NULL]
+    return {**schema, "anyOf": [*rest, const(""), NULL]}
 
 
 def request_schemas() -> dict[str, Schema]:
     from ledgerd.service.webhooks import openapi as webhooks  # uses this module's helpers
 
-    return {
-        **webhooks.request_schemas(),
-        "address_params": address_params(),
-        "invoice_settings_params": invoice_settings_params(),
-        "customer_create_params": customer_params(update=False),
-        "customer_update_params": customer_params(update=True),
-        "customer_balance_transaction_create_params": transaction_create_params(),
-        "customer_balance_transaction_update_params": transaction_update_params(),
-    }
+    return {**webhooks.request_schemas(), **generated_request_schemas()}
 
 
 # ---------------------------------------------------------------------------------------------------

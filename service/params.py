@@ -38,6 +38,7 @@ from ledgerd.domain.customer import (
 from ledgerd.domain.errors import InvalidParameter, MissingParameter
 from ledgerd.domain.money import normalize_currency
 from ledgerd.domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
+from ledgerd.service import wire
 
 __all__ = [
     "CreatedRange",
@@ -68,23 +69,9 @@ NULLABLE_STRINGS: Final[tuple[str, ...]] = (
     "individual_name",
     "external_id",
 )
-CUSTOMER_PARAMS: Final[frozenset[str]] = frozenset(
-    {
-        *NULLABLE_STRINGS,
-        "address",
-        "shipping",
-        "balance",
-        "currency",
-        "invoice_prefix",
-        "invoice_settings",
-        "next_invoice_sequence",
-        "preferred_locales",
-        "tax_exempt",
-        "metadata",
-        "expand",
-        "validate",
-    }
-)
+# The accepted names are the request types' fields (service/wire.py); create and update take the same
+# (tests/unit/test_wire.py).
+CUSTOMER_PARAMS: Final[frozenset[str]] = wire.field_names(wire.CustomerCreateParams)
 # Stripe params that only make sense for a payments processor. They get a precise error instead of
 # "unknown", so a client migrating from Stripe learns why.
 UNSUPPORTED_CUSTOMER_PARAMS: Final[frozenset[str]] = frozenset(
@@ -101,16 +88,14 @@ UNSUPPORTED_CUSTOMER_PARAMS: Final[frozenset[str]] = frozenset(
         "tax",
     }
 )
-ADDRESS_PARAMS: Final[frozenset[str]] = frozenset(Address.__struct_fields__)
-SHIPPING_PARAMS: Final[frozenset[str]] = frozenset({"address", "name", "phone"})
-INVOICE_SETTINGS_PARAMS: Final[frozenset[str]] = frozenset({"custom_fields", "footer", "rendering_options"})
+ADDRESS_PARAMS: Final[frozenset[str]] = wire.field_names(wire.AddressParams)
+SHIPPING_PARAMS: Final[frozenset[str]] = wire.field_names(wire.ShippingParams)
+INVOICE_SETTINGS_PARAMS: Final[frozenset[str]] = wire.field_names(wire.InvoiceSettingsParams)
 UNSUPPORTED_INVOICE_SETTINGS_PARAMS: Final[frozenset[str]] = frozenset({"default_payment_method"})
-CUSTOM_FIELD_PARAMS: Final[frozenset[str]] = frozenset({"name", "value"})
-RENDERING_OPTIONS_PARAMS: Final[frozenset[str]] = frozenset({"amount_tax_display", "template"})
-TRANSACTION_CREATE_PARAMS: Final[frozenset[str]] = frozenset(
-    {"amount", "currency", "description", "metadata", "expand"}
-)
-TRANSACTION_UPDATE_PARAMS: Final[frozenset[str]] = frozenset({"description", "metadata", "expand"})
+CUSTOM_FIELD_PARAMS: Final[frozenset[str]] = wire.field_names(wire.CustomFieldParams)
+RENDERING_OPTIONS_PARAMS: Final[frozenset[str]] = wire.field_names(wire.RenderingOptionsParams)
+TRANSACTION_CREATE_PARAMS: Final[frozenset[str]] = wire.field_names(wire.TransactionCreateParams)
+TRANSACTION_UPDATE_PARAMS: Final[frozenset[str]] = wire.field_names(wire.TransactionUpdateParams)
 PAGINATION_PARAMS: Final[frozenset[str]] = frozenset({"limit", "starting_after", "ending_before", "expand"})
 LIST_FILTERS: Final[frozenset[str]] = frozenset(
     {"created", "email", "type", "types", "invoice", "test_clock", "delivery_success"}

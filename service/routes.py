@@ -23,6 +23,7 @@ from ledgerd.projections.objects import (
     render_balance_transaction,
     render_customer,
     render_deleted_customer,
+    render_event,
 )
 from ledgerd.projections.sql import Rows
 from ledgerd.service import audit, expand, forms, history, params, search, versions
@@ -573,21 +574,6 @@ async def update_balance_transaction(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------------------
 # events
 # ---------------------------------------------------------------------------------------------------
-
-
-def render_event(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "event",
-        "account": row["account"],
-        "api_version": None,
-        "created": row["created"],
-        "data": msgspec.json.decode(row["data"]),
-        "livemode": row["livemode"],
-        "pending_webhooks": 0,
-        "request": msgspec.json.decode(row["request"]),
-        "type": row["type"],
-    }
 
 
 @routes.get("/v1/events")

@@ -22,8 +22,8 @@ import asyncpg
 import msgspec
 from yarl import URL
 
+from ledgerd.projections.objects import render_event
 from ledgerd.service import versions
-from ledgerd.service.routes import render_event
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.metrics import WebhookMetrics
 from ledgerd.service.webhooks.signing import signed_headers

@@ -19,9 +19,10 @@ import msgspec
 from aiohttp import web
 
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
+from ledgerd.projections.objects import render_event
 from ledgerd.service.errors import json_response
 from ledgerd.service.params import NO_PARAMS, _check_keys, _integer, _limit, _opt_string, _required, _unset
-from ledgerd.service.routes import event_row, list_body, path_id, pool_of, read_params, render_event
+from ledgerd.service.routes import event_row, list_body, path_id, pool_of, read_params
 from ledgerd.service.webhooks import events as webhook_events
 from ledgerd.service.webhooks.endpoints import endpoint_path_id, endpoint_row, render_endpoint
 from ledgerd.service.webhooks.signing import new_secret

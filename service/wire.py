@@ -1,0 +1,221 @@
+"""Request parameter types: what each write operation accepts, with its limits, declared once.
+
+`service/openapi.py` generates the request-body schemas from these types, and `service/params.py`
+takes its accepted parameter names from them (an unknown name is a 400 ``parameter_unknown``).
+Decoding stays with `service/params.py`'s strict scalar pre-pass, because Stripe is stricter than a lax
+decoder (``1.5``, ``1e3`` and ``true`` are not integers; the first offending param, in the order
+received, names the error) and because ``""`` (form) or null (JSON) means *unset*. In the types that
+reads as: a field typed ``X | None`` may be sent as ``""`` or null; a field typed ``X`` may not.
+Every field defaults to UNSET (not sent) except the required ones.
+
+Length limits are the domain's (`domain.validation`), which rejects values past them with the Stripe
+error naming the parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, get_args
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from ledgerd.domain import validation
+from ledgerd.domain.money import MAX_AMOUNT, MAX_BALANCE
+from ledgerd.projections.objects import (
+    CURRENCIES,
+    NO_NUL,
+    AddressText,
+    AmountTaxDisplay,
+    BusinessName,
+    Description,
+    Email,
+    IndividualName,
+    InvoicePrefix,
+    InvoiceSequence,
+    Locale,
+    MetadataKey,
+    MetadataValue,
+    Name,
+    Phone,
+    TaxExempt,
+    Text5000,
+    TransactionDescription,
+)
+
+__all__ = [
+    "REQUEST_TYPES",
+    "AddressParams",
+    "CustomFieldParams",
+    "CustomerCreateParams",
+    "CustomerUpdateParams",
+    "InvoiceSettingsParams",
+    "RenderingOptionsParams",
+    "ShippingParams",
+    "TransactionCreateParams",
+    "TransactionUpdateParams",
+    "field_names",
+]
+
+ExternalIdParam = Annotated[
+    str,
+    Meta(
+        max_length=validation.MAX_LENGTHS["external_id"],
+        pattern=NO_NUL,
+        description="Extension. On create, a live customer with this external_id is updated and returned instead.",
+    ),
+]
+# On a request, a metadata value of "" (or null) removes its key, and removals do not count against the
+# limit: at most METADATA_MAX_KEYS values, twice as many keys.
+MetadataParam = Annotated[
+    dict[MetadataKey, MetadataValue | None], Meta(max_length=2 * validation.METADATA_MAX_KEYS)
+]
+Expand = Annotated[list[str], Meta(description="Properties to expand.")]  # the paths: service/expand.py
+BalanceParam = Annotated[
+    int, Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Sets the balance; the difference becomes a ledger entry.")
+]
+CurrencyParam = Annotated[
+    str, Meta(description="Extension: the balance's currency.", extra_json_schema={"enum": CURRENCIES})
+]
+NonEmpty5000 = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NO_NUL)]
+
+
+class AddressParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    city: AddressText | UnsetType | None = UNSET
+    country: AddressText | UnsetType | None = UNSET
+    line1: AddressText | UnsetType | None = UNSET
+    line2: AddressText | UnsetType | None = UNSET
+    postal_code: AddressText | UnsetType | None = UNSET
+    state: AddressText | UnsetType | None = UNSET
+
+
+class ShippingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    address: Annotated[AddressParams, Meta(extra_json_schema={"minProperties": 1})]
+    name: Annotated[NonEmpty5000, Meta(description="The recipient's name.")]
+    phone: Annotated[Text5000, Meta(description="The recipient's phone number.")] | UnsetType | None = UNSET
+
+
+class CustomFieldParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+    value: Annotated[str, Meta(min_length=1, max_length=140, pattern=NO_NUL)]
+
+
+class RenderingOptionsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    amount_tax_display: AmountTaxDisplay | UnsetType | None = UNSET
+    template: Text5000 | UnsetType | None = UNSET
+
+
+class InvoiceSettingsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`invoice_settings[default_payment_method]` is rejected (parameter_unsupported)."""
+
+    custom_fields: (
+        Annotated[list[CustomFieldParams], Meta(max_length=validation.MAX_CUSTOM_FIELDS)] | UnsetType | None
+    ) = UNSET
+    footer: Text5000 | UnsetType | None = UNSET
+    rendering_options: RenderingOptionsParams | UnsetType | None = UNSET
+
+
+class _ProfileParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What customer create and update share."""
+
+    email: Email | UnsetType | None = UNSET
+    name: Name | UnsetType | None = UNSET
+    phone: Phone | UnsetType | None = UNSET
+    description: Description | UnsetType | None = UNSET
+    business_name: BusinessName | UnsetType | None = UNSET
+    individual_name: IndividualName | UnsetType | None = UNSET
+    external_id: ExternalIdParam | UnsetType | None = UNSET
+    address: AddressParams | UnsetType | None = UNSET
+    shipping: ShippingParams | UnsetType | None = UNSET
+    invoice_settings: InvoiceSettingsParams | UnsetType | None = UNSET
+    preferred_locales: Annotated[list[Locale], Meta(max_length=validation.MAX_LOCALES)] | UnsetType | None = UNSET
+    tax_exempt: TaxExempt | UnsetType | None = UNSET
+
+
+class CustomerCreateParams(_ProfileParams, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/customers."""
+
+    balance: BalanceParam | UnsetType | None = UNSET
+    currency: CurrencyParam | UnsetType | None = UNSET
+    invoice_prefix: InvoicePrefix | UnsetType | None = UNSET
+    next_invoice_sequence: InvoiceSequence | UnsetType | None = UNSET
+    metadata: (
+        Annotated[MetadataParam, Meta(description=f"Up to {validation.METADATA_MAX_KEYS} key-value pairs for your own use.")] | UnsetType | None
+    ) = UNSET
+    expand: Expand | UnsetType | None = UNSET
+    validate: Annotated[bool, Meta(description="Accepted and ignored (Stripe uses it to validate tax ids).")] | UnsetType | None = UNSET
+
+
+class CustomerUpdateParams(_ProfileParams, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/customers/{customer}. `balance`, `currency`, `invoice_prefix` and `next_invoice_sequence`
+    cannot be unset."""
+
+    balance: Annotated[BalanceParam, Meta(description="Cannot be unset on update.")] | UnsetType = UNSET
+    currency: CurrencyParam | UnsetType = UNSET
+    invoice_prefix: InvoicePrefix | UnsetType = UNSET
+    next_invoice_sequence: InvoiceSequence | UnsetType = UNSET
+    metadata: (
+        Annotated[MetadataParam, Meta(description='Merged into the existing metadata; a key set to "" is removed, and metadata="" clears all.')] | UnsetType | None
+    ) = UNSET
+    expand: Expand | UnsetType | None = UNSET
+    validate: Annotated[bool, Meta(description="Accepted and ignored (Stripe uses it to validate tax ids).")] | UnsetType | None = UNSET
+
+
+class TransactionCreateParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/customers/{customer}/balance_transactions."""
+
+    amount: Annotated[
+        int,
+        Meta(
+            ge=-MAX_AMOUNT,
+            le=MAX_AMOUNT,
+            description="Minor units: negative credits the customer, positive debits. Not zero. The resulting "
+            f"balance must stay within +/-{MAX_BALANCE} (else 400 balance_overflow).",
+            extra_json_schema={"not": {"const": 0}},
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Meta(
+            description="The ledger it applies to: a customer has one per currency (its `balance` is its own "
+            "currency's; expand `invoice_credit_balance` for all); the first one sets the customer's currency.",
+            extra_json_schema={"enum": CURRENCIES},
+        ),
+    ]
+    description: (
+        Annotated[TransactionDescription, Meta(description="An arbitrary string attached to the entry.")] | UnsetType | None
+    ) = UNSET
+    metadata: Annotated[MetadataParam, Meta(description="Key-value pairs for your own use.")] | UnsetType | None = UNSET
+    expand: Expand | UnsetType | None = UNSET
+
+
+class TransactionUpdateParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/customers/{customer}/balance_transactions/{transaction}: only description and metadata."""
+
+    description: TransactionDescription | UnsetType | None = UNSET
+    metadata: MetadataParam | UnsetType | None = UNSET
+    expand: Expand | UnsetType | None = UNSET
+
+
+# The request types the document's schemas are generated from, by component name.
+REQUEST_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    "address_params": AddressParams,
+    "shipping_params": ShippingParams,
+    "custom_field_params": CustomFieldParams,
+    "rendering_options_params": RenderingOptionsParams,
+    "invoice_settings_params": InvoiceSettingsParams,
+    "customer_create_params": CustomerCreateParams,
+    "customer_update_params": CustomerUpdateParams,
+    "customer_balance_transaction_create_params": TransactionCreateParams,
+    "customer_balance_transaction_update_params": TransactionUpdateParams,
+}
+
+
+def field_names(cls: type[msgspec.Struct]) -> frozenset[str]:
+    """The parameter names `cls` accepts."""
+    return frozenset(cls.__struct_fields__)
+
+
+# Which TaxExempt / AmountTaxDisplay values the types allow is checked against the domain's sets by a
+# unit test (Literal types cannot be built from a set).
+TAX_EXEMPT_VALUES: Final[frozenset[str]] = frozenset(get_args(TaxExempt))
+AMOUNT_TAX_DISPLAY_VALUES: Final[frozenset[str]] = frozenset(get_args(AmountTaxDisplay))
