@@ -27,8 +27,6 @@ from ledgerd.domain.upcasting import to_event
 GENESIS_HASH = bytes(32)
 
 
-
-
 class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):
     account: str
     livemode: bool
@@ -64,6 +62,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
         return to_event(self.event_type, self.schema_version, self.data)
 
 
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
 
 def canonical_bytes(
     *,
@@ -76,10 +76,30 @@ def canonical_bytes(
     data: Any,
     metadata: Any,
 ) -> bytes:
-    return msgspec.json.encode(
-        [stream_id, stream_version, event_id, event_type, schema_version, recorded_at_us, data, metadata],
-        order="sorted",
+    """The bytes an event's hash covers (the module doc): the one definition, used by the append path,
+    the verifiers (chains, an export offline), the import and the tests. The chain check's set-based
+    SQL mirrors this layout (service/audit/chains.py, SQL_CHAIN_COLUMNS)."""
+    return _encode_sorted(
+        [stream_id, stream_version, event_id, event_type, schema_version, recorded_at_us, data, metadata]
     )
+
+
+# Canonical bytes read back for their documents only (the stored bytes are what the chain covers, so
+# replays and exports take `data` and `metadata` from them rather than from the jsonb columns).
+_documents = msgspec.json.Decoder(tuple[str, int, str, str, int, int, dict[str, Any], dict[str, Any]]).decode
+_raw_documents = msgspec.json.Decoder(tuple[str, int, str, str, int, int, msgspec.Raw, msgspec.Raw]).decode
+
+
+def canonical_documents(canonical: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`data` and `metadata` of an event, decoded from its canonical bytes."""
+    fields = _documents(canonical)
+    return fields[6], fields[7]
+
+
+def canonical_raw_documents(canonical: bytes) -> tuple[msgspec.Raw, msgspec.Raw]:
+    """`data` and `metadata` of an event as the JSON text inside its canonical bytes (not decoded)."""
+    fields = _raw_documents(canonical)
+    return fields[6], fields[7]
 
 
 def chain_hash(previous: bytes, canonical: bytes) -> bytes:

@@ -294,7 +294,8 @@ def load_digest(path: str | None) -> Any:
 
 
 def command_verify(args: argparse.Namespace) -> int:
-    from ledgerd.service.audit import TerminalProgress, verify, verify_export
+    from ledgerd.service.audit import verify, verify_export
+    from ledgerd.service.cli_progress import TerminalProgress
 
     digest = load_digest(args.digest)
     if args.export is not None:
@@ -344,7 +345,8 @@ def command_verify(args: argparse.Namespace) -> int:
 
 
 def command_digest(args: argparse.Namespace) -> int:
-    from ledgerd.service.audit import TerminalProgress, take_digest
+    from ledgerd.service.audit import take_digest
+    from ledgerd.service.cli_progress import TerminalProgress
 
     progress = TerminalProgress()
     try:
@@ -364,7 +366,7 @@ def command_digest(args: argparse.Namespace) -> int:
 
 
 def command_balance_at(args: argparse.Namespace) -> int:
-    from ledgerd.service.audit import balance_at, parse_instant
+    from ledgerd.service.pointintime import balance_at, parse_instant
 
     try:
         at_us = parse_instant(args.at)
@@ -389,7 +391,9 @@ def command_balance_at(args: argparse.Namespace) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
-    from ledgerd.service.audit import TerminalProgress, export_jsonl, parse_instant
+    from ledgerd.service.audit import export_jsonl
+    from ledgerd.service.cli_progress import TerminalProgress
+    from ledgerd.service.pointintime import parse_instant
 
     try:
         since = parse_instant(args.since) if args.since else None

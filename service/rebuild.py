@@ -1,4 +1,4 @@
-"""Rebuild the projections from the event log, and compare live projections with a fresh replay.
+"""Rebuild the projections from the event log; the replay that `verify`'s drift check also runs.
 
 `rebuild(pool)` (the `ledgerd rebuild` command):
 
@@ -24,9 +24,8 @@
    projection table must not hold writers back behind the swap's SHARE lock on `streams`, so the swap
    backs off and lets it finish.
 
-`compare_projections(pool)` replays the log into a private schema (bulk, then the tail) and returns the differences from the live tables (an empty list when they are identical),
-comparing the rows as text in one REPEATABLE READ snapshot: the snapshot fixes both the live rows and
-the tail of the log that is replayed last.
+Comparing the live projections with a fresh replay (bulk, then the tail, into a private schema) is
+service/audit/drift.py's `check_drift`.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ import asyncio
 import gc
 import random
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +44,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ledgerd.domain.log import RecordedEvent
+from ledgerd.domain.log import RecordedEvent, canonical_documents
 from ledgerd.projections import (
     FEED_COLUMNS,
     FEED_TABLE,
@@ -119,12 +117,6 @@ SELECT pg_get_userbyid(c.relowner) AS owner,
        a.privilege_type, a.is_grantable
 FROM pg_class c LEFT JOIN LATERAL aclexplode(c.relacl) AS a ON true
 WHERE c.oid = $1::regclass
-"""
-SQL_PRIMARY_KEY = """
-SELECT a.attname FROM pg_index i
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-WHERE i.indrelid = $1::regclass AND i.indisprimary
-ORDER BY array_position(i.indkey::int2[], a.attnum)
 """
 
 
@@ -402,7 +394,6 @@ WHERE (tx_id, position) > ($1, $2)
 ORDER BY tx_id, position
 LIMIT $3
 """
-_canonical_event = msgspec.json.Decoder(tuple[str, int, str, str, int, int, dict[str, Any], dict[str, Any]])
 _decode = msgspec.json.decode
 
 
@@ -422,7 +413,7 @@ def bulk_event(row: Any) -> RecordedEvent:
         canonical,
     ) = row
     if canonical is not None:
-        data, metadata = _canonical_event.decode(canonical)[6:]
+        data, metadata = canonical_documents(canonical)
     else:
         data, metadata = _decode(data), _decode(metadata)
     return RecordedEvent(
@@ -658,67 +649,3 @@ async def copy_privileges(conn: asyncpg.Connection, live: str, shadow: str) -> N
         grantee = "PUBLIC" if row["grantee"] == "PUBLIC" else row["grantee"]
         option = " WITH GRANT OPTION" if row["is_grantable"] else ""
         await conn.execute(f"GRANT {row['privilege_type']} ON {shadow} TO {grantee}{option}")
-
-
-# --- comparison ----------------------------------------------------------------------------------------
-
-
-async def compare_projections(pool: asyncpg.Pool, *, limit: int = 20) -> list[str]:
-    """Differences between the live projection tables and a fresh replay of the whole log (at most
-    `limit` per table); an empty list when they are identical row for row."""
-    schema = f"ledger_compare_{secrets.token_hex(4)}"
-    async with pool.acquire() as conn:
-        try:
-            source = await live_schema(conn)
-            await create_shadow_tables(conn, schema, source, indexes=False)
-            bulk = await bulk_replay(pool, conn, schema)
-            await add_shadow_indexes(conn, schema, source, pool=pool)
-            async with conn.transaction(isolation="repeatable_read"):
-                await replay_tail(conn, schema, source, bulk.fold, bulk.cursor)
-                differences: list[str] = []
-                for table in PROJECTION_TABLES:
-                    differences += await compare_table(conn, table, source, schema, limit)
-            return differences
-        finally:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
-
-
-async def compare_table(
-    conn: asyncpg.Connection, table: str, live_schema_name: str, replay_schema: str, limit: int
-) -> list[str]:
-    live = f"{quote_ident(live_schema_name)}.{quote_ident(table)}"
-    replayed = f"{quote_ident(replay_schema)}.{quote_ident(table)}"
-    key_columns = [row["attname"] for row in await conn.fetch(SQL_PRIMARY_KEY, live)]
-    key = (
-        "t::text"
-        if not key_columns
-        else "row(" + ", ".join(f"t.{quote_ident(c)}" for c in key_columns) + ")::text"
-    )
-    query = "SELECT {key} AS key, t::text AS row FROM {table} t ORDER BY 1, 2"
-    live_rows = [(r["key"], r["row"]) for r in await conn.fetch(query.format(key=key, table=live))]
-    replay_rows = [(r["key"], r["row"]) for r in await conn.fetch(query.format(key=key, table=replayed))]
-    if live_rows == replay_rows:
-        return []
-    found: list[str] = []
-    live_by_key: dict[str, list[str]] = {}
-    replay_by_key: dict[str, list[str]] = {}
-    for row_key, row in live_rows:
-        live_by_key.setdefault(row_key, []).append(row)
-    for row_key, row in replay_rows:
-        replay_by_key.setdefault(row_key, []).append(row)
-    for row_key in sorted(set(live_by_key) | set(replay_by_key)):
-        in_live, in_replay = live_by_key.get(row_key, []), replay_by_key.get(row_key, [])
-        if in_live == in_replay:
-            continue
-        if not in_replay:
-            found.append(f"{table} {row_key}: in the live table, not produced by the replay: {in_live}")
-        elif not in_live:
-            found.append(
-                f"{table} {row_key}: produced by the replay, missing from the live table: {in_replay}"
-            )
-        else:
-            found.append(f"{table} {row_key}: live {in_live} != replay {in_replay}")
-        if len(found) >= limit:
-            found.append(f"{table}: more differences not shown")
-            break
-    return found

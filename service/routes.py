@@ -26,7 +26,7 @@ from ledgerd.projections.objects import (
     render_event,
 )
 from ledgerd.projections.sql import Rows
-from ledgerd.service import audit, expand, forms, history, params, search, versions
+from ledgerd.service import expand, forms, history, params, pointintime, search, versions
 from ledgerd.service.commands.handle import handle
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
@@ -387,12 +387,12 @@ async def retrieve_customer(request: web.Request) -> web.Response:
     as_of = pop_as_of(payload)
     if as_of is not None:
         async with pool_of(request).acquire() as conn:
-            past = await audit.customer_state_as_of(
+            past = await pointintime.customer_state_as_of(
                 conn, request["account"], request["livemode"], customer_id, as_of
             )
         if past is None:
             raise customer_missing(customer_id)
-        then = expand.expand_customer(audit.render_state(past), tree, ledgers(past))
+        then = expand.expand_customer(pointintime.render_state(past), tree, ledgers(past))
         return json_response(200, msgspec.json.encode(then))
     row = await customer_row(pool_of(request), request, customer_id)
     if row is None:
@@ -477,10 +477,10 @@ async def balance_transactions_then(
     """The ledger as it stood at `as_of`, folded from the log (an extension); pages like the live list."""
     account, livemode = request["account"], request["livemode"]
     async with pool_of(request).acquire() as conn:
-        customer = await audit.customer_as_of(conn, account, livemode, customer_id, as_of)
+        customer = await pointintime.customer_as_of(conn, account, livemode, customer_id, as_of)
         if customer is None or customer.get("deleted"):
             raise customer_missing(customer_id, "customer")
-        items = await audit.balance_transactions_as_of(conn, account, livemode, customer_id, as_of)
+        items = await pointintime.balance_transactions_as_of(conn, account, livemode, customer_id, as_of)
     if options.created is not None:
         items = [item for item in items if within(item["created"], options.created)]
     ids = [item["id"] for item in items]

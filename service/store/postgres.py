@@ -79,6 +79,11 @@ def to_microseconds(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def utc_text(microseconds: int) -> str:
+    """An instant as the audit documents write it: `2026-11-01T00:00:00.000000Z`."""
+    return to_timestamp(microseconds).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def row_to_event(row: Any) -> RecordedEvent:
     return RecordedEvent(
         position=row["position"],

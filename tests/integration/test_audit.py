@@ -37,15 +37,10 @@ from ledgerd.service.audit import (
     Digest,
     ExportLine,
     ImportError_,
-    balance_at,
-    balance_transactions_as_of,
     check_chains,
     check_digest,
-    customer_as_of,
-    customer_history,
     export_jsonl,
     import_jsonl,
-    parse_instant,
     take_digest,
     verify,
     verify_export,
@@ -53,6 +48,13 @@ from ledgerd.service.audit import (
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import Outcome, RequestContext
+from ledgerd.service.pointintime import (
+    balance_at,
+    balance_transactions_as_of,
+    customer_as_of,
+    customer_history,
+    parse_instant,
+)
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.support.appending import wait_for_horizon

@@ -32,14 +32,8 @@ from ledgerd.domain.customer import (
 )
 from ledgerd.domain.values import Profile
 from ledgerd.projections.objects import render_customer
-from ledgerd.service.audit import (
-    balance_at,
-    customer_as_of,
-    end_of_second,
-    export_jsonl,
-    import_jsonl,
-    verify,
-)
+from ledgerd.service.audit import export_jsonl, import_jsonl, verify
+from ledgerd.service.pointintime import balance_at, customer_as_of, end_of_second
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.integration.test_audit import ACCOUNT, T0, dump, run_command, settle

@@ -17,11 +17,11 @@ from ledgerd.domain.customer import AdjustBalance, CreateCustomer, UpdateBalance
 from ledgerd.domain.errors import DomainError, InvalidParameter
 from ledgerd.domain.values import Profile
 from ledgerd.projections.sql import Rows
+from ledgerd.service.audit import check_drift
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.plan import Outcome, RequestContext
-from ledgerd.service.rebuild import compare_projections
 from ledgerd.service.store.postgres import PostgresConnection, PostgresEventStore
 
 ACCOUNT = "acct_group"
@@ -93,7 +93,7 @@ async def test_hot_customer_commands_share_transactions_and_none_is_lost(big_poo
     assert events == 200
     assert transactions < events  # commands really were grouped
     # The replay applies the grouped commands one by one, as the live path did: identical projections.
-    assert await compare_projections(big_pool) == []
+    assert (await check_drift(big_pool)).problems == []
     await committer.close()
 
 
@@ -191,7 +191,7 @@ async def test_a_batch_that_loses_a_race_reruns_each_command_alone(big_pool: asy
     assert await big_pool.fetchval("SELECT balance FROM customers WHERE id = 'cus_race'") == 1500
     assert await big_pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'cus_race'") == 7
     assert sorted(msgspec.json.decode(o.response)["balance"] for o in outcomes) == [1100, 1200, 1300, 1400, 1500]
-    assert await compare_projections(big_pool) == []
+    assert (await check_drift(big_pool)).problems == []
     await committer.close()
 
 
@@ -225,5 +225,5 @@ async def test_a_balance_transaction_created_and_updated_in_one_batch(big_pool: 
         "SELECT amount, description FROM balance_transactions WHERE id = 'cbtxn_g000001'"
     )
     assert (row["amount"], row["description"]) == (100, "corrected")
-    assert await compare_projections(big_pool) == []
+    assert (await check_drift(big_pool)).problems == []
     await committer.close()

@@ -25,9 +25,10 @@ from ledgerd.domain.errors import DomainError
 from ledgerd.domain.log import EventMetadata, StreamHeader, prepare
 from ledgerd.domain.values import Address, Profile
 from ledgerd.projections import PROJECTION_TABLES
+from ledgerd.service.audit import check_drift
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.plan import RequestContext
-from ledgerd.service.rebuild import REBUILD_LOCK_ID, RebuildError, compare_projections, rebuild
+from ledgerd.service.rebuild import REBUILD_LOCK_ID, RebuildError, rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.support.appending import append
 
@@ -164,7 +165,7 @@ async def test_rebuild_gives_identical_tables_and_schema(pool: asyncpg.Pool) -> 
     await random_history(store, 150, seed=1)
     before, schema_before = await dump(pool), await schema_snapshot(pool)
     assert all(before[table] for table in PROJECTION_TABLES), "the history must fill every projection"
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
     done: list[int] = []
     report = await rebuild(pool, progress=done.append, batch_size=16)
     total = await pool.fetchval("SELECT count(*) FROM events")
@@ -174,7 +175,7 @@ async def test_rebuild_gives_identical_tables_and_schema(pool: asyncpg.Pool) -> 
     assert await schema_snapshot(pool) == schema_before
     # the rebuilt tables are the live ones: new commands keep working and stay consistent
     await random_history(store, 30, seed=2)
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
     # a second rebuild (default batch size) changes nothing
     after_more = await dump(pool)
     await rebuild(pool)
@@ -188,11 +189,11 @@ async def test_rebuild_of_an_empty_log(pool: asyncpg.Pool) -> None:
     assert report.events == 0
     assert await dump(pool) == {table: [] for table in PROJECTION_TABLES}
     assert await schema_snapshot(pool) == schema_before
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
 
 
 @pytest.mark.slow
-async def test_compare_finds_and_rebuild_repairs_corruption(pool: asyncpg.Pool) -> None:
+async def test_drift_finds_and_rebuild_repairs_corruption(pool: asyncpg.Pool) -> None:
     store = PostgresEventStore(pool)
     await random_history(store, 80, seed=3)
     good = await dump(pool)
@@ -209,13 +210,15 @@ async def test_compare_finds_and_rebuild_repairs_corruption(pool: asyncpg.Pool) 
         ACCOUNT,
     )
     await pool.execute("UPDATE stripe_events SET type = 'customer.deleted' WHERE seq = 0 AND position = 1")
-    differences = await compare_projections(pool)
-    text = "\n".join(differences)
-    assert len(differences) == 4, text
+    drift = await check_drift(pool)
+    text = "\n".join(problem.message for problem in drift.problems)
+    assert len(drift.problems) == 4, text
+    kinds = sorted(problem.kind for problem in drift.problems)
+    assert kinds == ["row_drift", "row_drift", "row_missing", "row_not_in_log"], text
     assert victim in text and lost_txn in text and "cus_forged" in text and "stripe_events" in text
     await rebuild(pool)
     assert await dump(pool) == good
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
 
 
 async def wait_for_lock_wait(pool: asyncpg.Pool, table: str, mode: str) -> None:
@@ -314,7 +317,7 @@ async def test_writes_during_rebuild_are_not_lost(pool: asyncpg.Pool) -> None:
             assert entry["ending_balance"] == running
     hot_rows = await pool.fetchval("SELECT count(*) FROM balance_transactions WHERE id LIKE 'cbtxn_hot_%'")
     assert hot_rows == len(plan)
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
 
 
 async def test_swap_backs_off_instead_of_deadlocking(pool: asyncpg.Pool) -> None:
@@ -336,7 +339,7 @@ async def test_swap_backs_off_instead_of_deadlocking(pool: asyncpg.Pool) -> None
         await transaction.commit()
         report = await task
     assert report.swap_attempts >= 2
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
 
 
 async def test_triggers_and_grants_survive_and_leftovers_are_cleaned(pool: asyncpg.Pool) -> None:
@@ -359,7 +362,7 @@ async def test_triggers_and_grants_survive_and_leftovers_are_cleaned(pool: async
     )
     assert [row["tgname"] for row in triggers] == ["customers_touch"]
     assert await pool.fetchval("SELECT has_table_privilege('public', 'customers', 'SELECT')")
-    assert await compare_projections(pool) == []
+    assert (await check_drift(pool)).problems == []
 
 
 async def test_one_rebuild_at_a_time(pool: asyncpg.Pool) -> None:
@@ -386,7 +389,7 @@ async def test_bulk_replay_with_a_single_connection_and_without_canonical_bytes(
         await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
     single = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
     try:
-        assert await compare_projections(single) == []
+        assert (await check_drift(single)).problems == []
         report = await rebuild(single, batch_size=7)
     finally:
         await single.close()

@@ -22,7 +22,7 @@ from ledgerd.domain.log import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.domain.upcasting import REGISTRY, to_event
 from ledgerd.domain.values import Profile
 from ledgerd.projections import PROJECTION_TABLES
-from ledgerd.service import audit
+from ledgerd.service import audit, pointintime
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.plan import RequestContext
 from ledgerd.service.rebuild import rebuild
@@ -124,8 +124,8 @@ INSTANTS = (T0 // 1_000_000 + 3, T0 // 1_000_000 + 5, T0 // 1_000_000 + 9)
 async def answers_as_of(conn: asyncpg.Connection) -> list[Any]:
     found = []
     for at in INSTANTS:
-        found.append(await audit.customer_as_of(conn, ACCOUNT, False, "cus_up", at))
-        found.append(await audit.balance_transactions_as_of(conn, ACCOUNT, False, "cus_up", at))
+        found.append(await pointintime.customer_as_of(conn, ACCOUNT, False, "cus_up", at))
+        found.append(await pointintime.balance_transactions_as_of(conn, ACCOUNT, False, "cus_up", at))
     return found
 
 
@@ -157,7 +157,7 @@ async def test_a_v1_history_replays_like_the_current_one(pool: asyncpg.Pool, emp
             assert await projections(other) == expected
             async with other.acquire() as conn:
                 assert await answers_as_of(conn) == expected_as_of
-                last = await audit.balance_transactions_as_of(conn, ACCOUNT, False, "cus_up", INSTANTS[-1])
+                last = await pointintime.balance_transactions_as_of(conn, ACCOUNT, False, "cus_up", INSTANTS[-1])
         assert [row["description"] for row in last] == ["credit 3", "corrected", "credit 1", None]
     finally:
         await other.close()
