@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledgerd.service.accounts import SettingsCache
 from ledgerd.service.auth import KeyCache, authenticate
+from ledgerd.service.background import background_context
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.runner import Runner, SoloRunner
 from ledgerd.service.config import Config
@@ -274,16 +275,7 @@ def pruning_context(config: Config) -> Any:
                 log.warning("idempotency_pruning_failed", error=repr(error))
             await asyncio.sleep(PRUNE_EVERY_S)
 
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(loop(app))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return context
+    return background_context(loop)
 
 
 def auth_middleware(cache: KeyCache, test_mode: TestMode | None = None) -> Any:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledgerd.service.background import background_context
 from ledgerd.service.config import Config
 
 DATABASE = "ledger"
@@ -163,21 +164,12 @@ def bind(host: str, port: int) -> socket.socket:
 def parent_watch(parent_pid: int) -> Callable[[Any], AsyncIterator[None]]:
     """A cleanup context that stops the server when the process that started it is gone."""
 
-    async def context(_app: Any) -> AsyncIterator[None]:
-        async def watch() -> None:
-            while os.getppid() == parent_pid:  # noqa: ASYNC110 (no event tells of a parent's exit)
-                await asyncio.sleep(0.5)
-            os.kill(os.getpid(), signal.SIGTERM)
+    async def watch(_app: Any) -> None:
+        while os.getppid() == parent_pid:  # noqa: ASYNC110 (no event tells of a parent's exit)
+            await asyncio.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
 
-        task = asyncio.create_task(watch())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return context
+    return background_context(watch)
 
 
 def serve_ephemeral(
