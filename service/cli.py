@@ -175,7 +175,7 @@ def dev_key(url: str) -> str:
 def dev_banner(secret: str, host: str, port: int) -> str:
     base = f"http://{host}:{port}"
     return f"""
-ledger is serving on {base}  (account {DEV_ACCOUNT}, test mode; Ctrl-C stops it and its database)
+ledgerd is serving on {base}  (account {DEV_ACCOUNT}, test mode; Ctrl-C stops it and its database)
 
   secret key:  {secret}
 
