@@ -67,7 +67,8 @@ class Gate:
     `renames` maps object type -> {current field: old field}: responses at older versions show the old
     name, and the params of `params_of` endpoints are accepted under the old name only. `defaults` maps
     object type -> the fields it included by default before (rendered at older versions unless
-    present). `forbids_list_total_count`: from this version `expand[]=total_count` on a list is a 400.
+    present); `removes` maps object type -> the fields it did not have yet (an older gate's defaults
+    that this change introduced). `forbids_list_total_count`: from this version `expand[]=total_count` on a list is a 400.
     """
 
     version: str
@@ -76,10 +77,30 @@ class Gate:
     renames: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     params_of: frozenset[tuple[str, str]] = frozenset()
     defaults: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    removes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     forbids_list_total_count: bool = False
 
 
-GATES: Final[tuple[Gate, ...]] = (
+def vat_id(customer: dict[str, Any]) -> dict[str, Any]:
+    return {"business_vat_id": None}  # no tax ids are kept here
+
+
+def tax_info(customer: dict[str, Any]) -> dict[str, Any]:
+    return {"tax_info": None, "tax_info_verification": None}
+
+
+def default_currency(customer: dict[str, Any]) -> dict[str, Any]:
+    return {"default_currency": customer.get("currency")}
+
+
+GATES: Final[tuple[Gate, ...]] = (  # oldest first
+    Gate(
+        version="2018-08-23",
+        change="Customer `business_vat_id` (a string) becomes `tax_info` (a hash) and `tax_info_verification`.",
+        source="https://docs.stripe.com/changelog/2018-08-23/customers-provide-tax-info-object",
+        defaults={"customer": vat_id},
+        removes={"customer": ("tax_info", "tax_info_verification")},
+    ),
     Gate(
         version="2019-10-17",
         change="Customer `account_balance` is renamed `balance`.",
@@ -88,10 +109,22 @@ GATES: Final[tuple[Gate, ...]] = (
         params_of=CUSTOMER_WRITES,
     ),
     Gate(
+        version="2019-12-03",
+        change="The deprecated customer `tax_info` and `tax_info_verification` are removed.",
+        source="https://docs.stripe.com/changelog/2019-12-03/removes-deprecated-tax-information-fields",
+        defaults={"customer": tax_info},
+    ),
+    Gate(
         version="2020-08-27",
         change="Customer `sources`, `subscriptions` and `tax_ids` are no longer included by default.",
         source="https://docs.stripe.com/changelog/2020-08-27/deprecates-auto-expansion-customer-sources",
         defaults={"customer": customer_lists},
+    ),
+    Gate(
+        version="2022-08-01",
+        change="Customer `default_currency` is removed (it was the customer's `currency`).",
+        source="https://docs.stripe.com/changelog/2022-08-01/removes-default-currency-customer-object",
+        defaults={"customer": default_currency},
     ),
     Gate(
         version="2025-03-31.basil",
@@ -223,6 +256,9 @@ def _gate_object(kind: str, obj: dict[str, Any], gates: tuple[Gate, ...]) -> dic
         for name, make in gate.defaults.items():
             if name == kind:
                 obj = {**make(obj), **obj}
+        removed = gate.removes.get(kind, ())
+        if removed:
+            obj = {key: item for key, item in obj.items() if key not in removed}
         renames = gate.renames.get(kind)
         if renames:
             obj = {renames.get(key, key): item for key, item in obj.items()}

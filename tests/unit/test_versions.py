@@ -64,6 +64,34 @@ def test_before_2020_08_27_a_customer_carries_its_lists_by_default() -> None:
     assert "sources" not in versions.render_at(CUSTOMER, "2020-08-27", event_version=versions.LATEST)
 
 
+def test_the_tax_fields_a_customer_had_at_each_version() -> None:
+    def keys(version: str) -> set[str]:
+        return set(versions.render_at(CUSTOMER, version, event_version=versions.LATEST))
+
+    assert {"business_vat_id"} & keys("2018-07-27") and not {"tax_info", "tax_info_verification"} & keys(
+        "2018-07-27"
+    )
+    assert {"tax_info", "tax_info_verification"} <= keys("2018-08-23") and "business_vat_id" not in keys(
+        "2018-08-23"
+    )
+    assert {"tax_info", "tax_info_verification"} <= keys("2019-11-05")
+    assert not {"tax_info", "tax_info_verification", "business_vat_id"} & keys("2019-12-03")
+
+
+def test_before_2022_08_01_a_customer_shows_its_currency_as_default_currency_too() -> None:
+    assert (
+        versions.render_at(CUSTOMER, "2020-08-27", event_version=versions.LATEST)["default_currency"] == "usd"
+    )
+    assert "default_currency" not in versions.render_at(CUSTOMER, "2022-08-01", event_version=versions.LATEST)
+
+
+def test_every_gate_cites_a_changelog_entry_of_a_known_version_in_date_order() -> None:
+    assert [versions.ORDER[g.version] for g in versions.GATES] == sorted(
+        versions.ORDER[g.version] for g in versions.GATES
+    )
+    assert all(g.source.startswith("https://docs.stripe.com/changelog/") for g in versions.GATES)
+
+
 def test_a_deleted_stub_and_balance_transactions_are_left_alone() -> None:
     stub = {"id": "cus_1", "object": "customer", "deleted": True}
     assert versions.render_at(stub, "2017-06-05", event_version=versions.LATEST) == stub
