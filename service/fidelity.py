@@ -1,11 +1,12 @@
 """Per-request Stripe fidelity, after authentication: the account's settings, the API version the
 request is answered at (`Stripe-Version`, else the account's default), `Stripe-Account` refused like
 Stripe refuses it for an account that is not a Connect platform, and the response rendered at the
-version (service.versions gates; events at their account's version). The `Stripe-Version` response
+version (service.versions gates; events at their account's version when they were created). The `Stripe-Version` response
 header is set for every answered request, errors included (an `on_response_prepare` hook)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -73,7 +74,13 @@ def render(request: web.Request, response: web.Response, settings: AccountSettin
     if not (versions.needs_rendering(version) or events) or not isinstance(response.body, bytes):
         return
     document = msgspec.json.decode(response.body)
-    event_version = settings.api_version or versions.LATEST
+
+    def event_version(event: Mapping[str, Any]) -> str:  # the account's version when it was created
+        created = event.get("created")
+        return (
+            settings.version_at(created) if isinstance(created, int) else settings.api_version
+        ) or versions.LATEST
+
     response.body = msgspec.json.encode(versions.render_at(document, version, event_version=event_version))
 
 

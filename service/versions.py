@@ -206,7 +206,12 @@ def old_param_name(version: str, method: str, route: str, param: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def render_at(document: Any, version: str, *, event_version: str) -> Any:
+# The version an event's `data` renders at: one for all, or per event (its account's version when it
+# was created, service/accounts.py).
+EventVersion = str | Callable[[Mapping[str, Any]], str]
+
+
+def render_at(document: Any, version: str, *, event_version: EventVersion) -> Any:
     """`document` (a response body, already JSON-decoded) as `version` shows it. An event's
     `data` is rendered at `event_version` (its account's version), which it names in `api_version`."""
     gates = gates_for(version)
@@ -235,14 +240,16 @@ def render_event_data(event: dict[str, Any], version: str) -> dict[str, Any]:
     return rendered
 
 
-def _walk(value: Any, gates: tuple[Gate, ...], event_version: str) -> Any:
+def _walk(value: Any, gates: tuple[Gate, ...], event_version: EventVersion) -> Any:
     if isinstance(value, list):
         return [_walk(item, gates, event_version) for item in value]
     if not isinstance(value, dict):
         return value
     kind = value.get("object")
     if kind == "event":
-        return render_event_data(value, event_version)
+        return render_event_data(
+            value, event_version if isinstance(event_version, str) else event_version(value)
+        )
     walked = {key: _walk(item, gates, event_version) for key, item in value.items()}
     if isinstance(kind, str):
         walked = _gate_object(kind, walked, gates)

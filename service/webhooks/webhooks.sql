@@ -79,9 +79,17 @@ WHERE d.id = due.id AND w.id = d.endpoint_id AND s.id = d.event_id
 RETURNING d.id AS delivery_id, d.endpoint_id, d.attempts, d.manual, w.url, w.secret, w.previous_secret,
     w.previous_secret_expires_at > now() AS previous_active,
     s.id, s.account, s.livemode, s.created, s.data::text AS data, s.request::text AS request, s.type,
-    -- the version the payload is rendered at: the endpoint's, else the account's default (else the latest)
-    coalesce(w.api_version, (SELECT a.api_version FROM account_settings a WHERE a.account = s.account))
-        AS api_version,
+    -- the version the payload is rendered at: the endpoint's, else the account's default when the
+    -- event was created (the oldest entry covers anything earlier; else the current one, else the latest)
+    coalesce(
+        w.api_version,
+        (SELECT h.api_version FROM account_api_versions h
+         WHERE h.account = s.account AND floor(extract(epoch FROM h.effective_at)) <= s.created
+         ORDER BY h.effective_at DESC LIMIT 1),
+        (SELECT h.api_version FROM account_api_versions h WHERE h.account = s.account
+         ORDER BY h.effective_at LIMIT 1),
+        (SELECT a.api_version FROM account_settings a WHERE a.account = s.account)
+    ) AS api_version,
     (SELECT count(*) FROM webhook_deliveries x
      WHERE x.event_id = d.event_id AND x.state NOT IN ('succeeded', 'canceled')) AS pending_webhooks
 

@@ -23,10 +23,14 @@ MIGRATIONS = [
     "0011_one_statement_commands.sql",
     "0012_webhooks.sql",
     "0014_account_settings.sql",
+    "0015_account_api_versions.sql",
 ]
 
 # table.column  type  nullability  [default]  (from information_schema.columns)
 EXPECTED_COLUMNS = """
+account_api_versions.account text NOT NULL
+account_api_versions.effective_at timestamp_with_time_zone NOT NULL now()
+account_api_versions.api_version text NOT NULL
 account_settings.account text NOT NULL
 account_settings.api_version text NULL
 account_settings.default_currency text NULL
@@ -185,6 +189,9 @@ webhook_subscriptions.active boolean NOT NULL
 """
 
 EXPECTED_INDEXES = {
+    "account_api_versions_pkey": (
+        "CREATE UNIQUE INDEX account_api_versions_pkey ON public.account_api_versions USING btree (account, effective_at)"
+    ),
     "account_settings_pkey": "CREATE UNIQUE INDEX account_settings_pkey ON public.account_settings USING btree (account)",
     "api_keys_pkey": "CREATE UNIQUE INDEX api_keys_pkey ON public.api_keys USING btree (id)",
     "api_keys_prefix": "CREATE INDEX api_keys_prefix ON public.api_keys USING btree (prefix)",
@@ -237,6 +244,7 @@ EXPECTED_INDEXES = {
 }
 
 EXPECTED_CONSTRAINTS = {
+    ("account_api_versions", "account_api_versions_pkey", "PRIMARY KEY (account, effective_at)"),
     ("account_settings", "account_settings_default_currency_check", "CHECK ((default_currency ~ '^[a-z]{3}$'::text))"),
     ("account_settings", "account_settings_pkey", "PRIMARY KEY (account)"),
     ("api_keys", "api_keys_pkey", "PRIMARY KEY (id)"),
@@ -292,6 +300,7 @@ EXPECTED_TRIGGERS = {
 # What the service's role may do (migrations/0005_service_role.sql): table -> privileges. Nothing else, and
 # nothing at all for PUBLIC. A new table the service uses must be granted in its migration and listed here.
 EXPECTED_SERVICE_GRANTS = {
+    "account_api_versions": {"SELECT"},
     "account_settings": {"SELECT"},
     "api_keys": {"SELECT"},
     "balance_transactions": {"SELECT", "INSERT", "UPDATE"},

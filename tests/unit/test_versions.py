@@ -212,3 +212,13 @@ def test_what_a_version_reads_back_it_can_send(balance: int, version: str) -> No
     )
     sent = {name: shown[name] for name in ("balance", "account_balance") if name in shown}
     assert versions.downgrade_params(version, "POST", "/v1/customers", sent) == {"balance": balance}
+
+
+def test_an_accounts_version_history_picks_the_version_in_effect_at_each_second() -> None:
+    from ledgerd.service.accounts import AccountSettings
+
+    settings = AccountSettings("2020-08-27", None, ((100.0, "2019-09-09"), (200.0, "2020-08-27")))
+    assert settings.version_at(50) == "2019-09-09"  # before the first entry: the first one
+    assert settings.version_at(100) == settings.version_at(199) == "2019-09-09"
+    assert settings.version_at(200) == settings.version_at(10**10) == "2020-08-27"
+    assert AccountSettings("2019-09-09").version_at(0) == "2019-09-09"  # no history: the current one
