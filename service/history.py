@@ -33,7 +33,7 @@ from ledgerd.domain.errors import InvalidParameter
 from ledgerd.domain.upcasting import REGISTRY, to_event
 from ledgerd.projections import customers as customers_projection
 from ledgerd.projections.objects import render_customer
-from ledgerd.service.commands.plan import decode_snapshot
+from ledgerd.service.commands.snapshots import decode_snapshot
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
 
 T = TypeVar("T")

@@ -21,3 +21,8 @@ def random_token(length: int, alphabet: str = ALPHANUMERIC) -> str:
         number, index = divmod(number, base)
         chars.append(alphabet[index])
     return "".join(chars)
+
+
+def new_id(prefix: str, length: int) -> str:
+    """An object id: `prefix` and `length` random alphanumerics (`cus_` + 14, `evt_` + 24)."""
+    return prefix + random_token(length)

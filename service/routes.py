@@ -29,9 +29,10 @@ from ledgerd.projections.sql import Rows
 from ledgerd.service import expand, forms, history, params, pointintime, search, versions
 from ledgerd.service.commands.handle import handle
 from ledgerd.service.commands.idempotency import IdempotencyRequest
-from ledgerd.service.commands.plan import CommandRequest, Executable, Outcome, RequestContext, new_id
+from ledgerd.service.commands.requests import CommandRequest, Executable, Outcome, RequestContext
 from ledgerd.service.errors import StripeError, domain_error_response, json_response, unavailable
 from ledgerd.service.fidelity import api_version_of, settings_of, versioned_params
+from ledgerd.service.ids import new_id
 from ledgerd.service.store.postgres import PostgresEventStore
 from ledgerd.service.transport import read_body
 from ledgerd.service.webhooks import events as webhook_events

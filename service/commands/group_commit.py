@@ -23,7 +23,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
-from ledgerd.service.commands.plan import CommandRequest, Outcome
+from ledgerd.service.commands.requests import CommandRequest, Outcome
 from ledgerd.service.commands.runner import RETRYABLE, StreamQueues, execute_batch, run_alone
 from ledgerd.service.observability import Metrics
 from ledgerd.service.store.base import EventStore

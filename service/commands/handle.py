@@ -5,7 +5,7 @@ from __future__ import annotations
 from ledgerd.domain.customer import UpsertCustomer
 from ledgerd.domain.validation import validate
 from ledgerd.service.commands.idempotency import IdempotencyRequest
-from ledgerd.service.commands.plan import (
+from ledgerd.service.commands.requests import (
     CommandRequest,
     Executable,
     Outcome,

@@ -39,103 +39,19 @@ from ledgerd.projections import balance_transactions, customers, project
 from ledgerd.projections.sql import Rows
 from ledgerd.projections.stripe_events import Source
 from ledgerd.service.commands.idempotency import IdempotencyRequest, check_replay
-from ledgerd.service.ids import random_token
+from ledgerd.service.commands.requests import CommandRequest, Outcome, RequestContext
+from ledgerd.service.commands.snapshots import decode_snapshot, encode_snapshot
+from ledgerd.service.ids import new_id
 from ledgerd.service.store.base import (
     ClaimKey,
     IdempotencyRecord,
     IdempotencyScope,
-    ReadRequest,
     Reads,
     StreamHead,
     Write,
 )
 
-Executable = AnyCommand | UpsertCustomer
-Render = Callable[[Rows], dict[str, Any]]
-RenderError = Callable[[DomainError], tuple[int, bytes]]
 Loader = Callable[[str], Awaitable[list[RecordedEvent]]]
-
-SNAPSHOT_SCHEMA = 1  # bump when CustomerState changes shape: older snapshots are then ignored
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    account: str
-    livemode: bool
-    occurred_at_us: int  # the process's clock; a stream's events are never recorded before its head
-    request_id: str | None = None
-    api_key_id: str | None = None
-    # Record at the store's clock (the database's, read with the stream head) instead: what the API
-    # does, so that processes whose clocks disagree still write one timeline. Tests and tools that
-    # date commands themselves leave it off.
-    store_clock: bool = False
-
-
-@dataclass(frozen=True)
-class CommandRequest:
-    """One command to run, with what its response and a recorded rejection are rendered by."""
-
-    executable: Executable
-    context: RequestContext
-    idempotency: IdempotencyRequest | None = None
-    render: Render | None = None
-    render_error: RenderError | None = None
-
-    @property
-    def scope(self) -> IdempotencyScope | None:
-        if self.idempotency is None:
-            return None
-        return (self.context.account, self.context.livemode, self.idempotency.key)
-
-    def claim_key(self) -> ClaimKey | None:
-        """The external_id the command must look up before it knows or may change its stream."""
-        external_id: Any = None
-        if isinstance(self.executable, UpsertCustomer):
-            external_id = self.executable.create.profile.external_id
-        elif isinstance(self.executable, UpdateCustomer):
-            external_id = self.executable.patch.external_id
-        if not isinstance(external_id, str):
-            return None
-        return (self.context.account, self.context.livemode, external_id)
-
-    def stream(self) -> str | None:
-        """The stream, when known before reading (an upsert by external_id learns it from the claim)."""
-        if isinstance(self.executable, UpsertCustomer):
-            return None if self.claim_key() is not None else self.executable.create.customer_id
-        return self.executable.customer_id
-
-    def lock_keys(self) -> list[str]:
-        """What a command that lost a race holds while it decides again (service/commands/runner.py)."""
-        keys = [f"stream:{stream}" for stream in (self.stream(),) if stream is not None]
-        claim = self.claim_key()
-        if claim is not None:
-            keys.append(f"claim:{claim[0]}:{claim[1]}:{claim[2]}")
-        return keys
-
-    def read_request(self) -> ReadRequest:
-        stream, scope, claim = self.stream(), self.scope, self.claim_key()
-        transactions: tuple[tuple[str, str], ...] = ()
-        if isinstance(self.executable, UpdateBalanceTransaction):
-            transactions = ((self.executable.customer_id, self.executable.transaction_id),)
-        return ReadRequest(
-            streams=(stream,) if stream is not None else (),
-            records=(scope,) if scope is not None else (),
-            claims=(claim,) if claim is not None else (),
-            transactions=transactions,
-        )
-
-
-@dataclass
-class Outcome:
-    customer_id: str
-    events: list[RecordedEvent] = field(default_factory=list)
-    state: CustomerState = INITIAL_STATE
-    replayed: bool = False
-    status: int = 200
-    response: bytes = b""
-    rows: Rows = field(default_factory=dict)
-    original_request_id: str | None = None
-    rejection: DomainError | None = None  # recorded under the idempotency key; surfaced once committed
 
 
 @dataclass
@@ -163,33 +79,9 @@ class Overlay:
         return self.claims[key] if key in self.claims else self.reads.claims.get(key)
 
 
-class Snapshot(msgspec.Struct, frozen=True):
-    schema: int
-    state: CustomerState
-
-
-def encode_snapshot(state: CustomerState) -> bytes:
-    return msgspec.json.encode(Snapshot(SNAPSHOT_SCHEMA, state))
-
-
-def decode_snapshot(raw: bytes | None, version: int) -> CustomerState | None:
-    """The snapshot's state if it is current and of this schema; None means: fold the events."""
-    if raw is None:
-        return None
-    try:
-        snapshot = msgspec.json.decode(raw, type=Snapshot)
-    except msgspec.DecodeError:  # e.g. a future or past shape: a cache miss, never an error
-        return None
-    if snapshot.schema != SNAPSHOT_SCHEMA or snapshot.state.version != version:
-        return None
-    return snapshot.state
-
-
-def new_id(prefix: str, length: int) -> str:
-    return prefix + random_token(length)
-
-
-async def customer_state(overlay: Overlay, stream_id: str, load: Loader) -> tuple[CustomerState, StreamHead | None]:
+async def customer_state(
+    overlay: Overlay, stream_id: str, load: Loader
+) -> tuple[CustomerState, StreamHead | None]:
     if stream_id in overlay.states:
         return overlay.states[stream_id]
     head = overlay.reads.heads.get(stream_id)
@@ -212,8 +104,14 @@ def transaction_state(
     for recorded in overlay.reads.transaction_events.get((stream_id, transaction_id), []):
         event = recorded.event
         if isinstance(event, BalanceAdjusted) and event.transaction_id == transaction_id:
-            state = msgspec.structs.replace(transaction_created(customer, event), version=recorded.stream_version)
-        elif isinstance(event, BalanceTransactionUpdated) and event.transaction_id == transaction_id and state.found:
+            state = msgspec.structs.replace(
+                transaction_created(customer, event), version=recorded.stream_version
+            )
+        elif (
+            isinstance(event, BalanceTransactionUpdated)
+            and event.transaction_id == transaction_id
+            and state.found
+        ):
             state = transaction_updated(state, event)
     return state
 
@@ -302,7 +200,9 @@ def replay_of(record: IdempotencyRecord) -> Outcome:
     )
 
 
-def record_of(request: CommandRequest, idempotency: IdempotencyRequest, status: int, body: bytes) -> IdempotencyRecord:
+def record_of(
+    request: CommandRequest, idempotency: IdempotencyRequest, status: int, body: bytes
+) -> IdempotencyRecord:
     return IdempotencyRecord(
         account=request.context.account,
         livemode=request.context.livemode,
@@ -351,7 +251,9 @@ async def decide_and_plan(request: CommandRequest, overlay: Overlay, load: Loade
     at = recording_time(context, overlay.reads.clock_us, head)
     if at != command.occurred_at:
         store_clock = context.store_clock and overlay.reads.clock_us is not None
-        command = msgspec.structs.replace(command, occurred_at=at if store_clock else max(at, command.occurred_at))
+        command = msgspec.structs.replace(
+            command, occurred_at=at if store_clock else max(at, command.occurred_at)
+        )
         at = command.occurred_at
     transactions: dict[str, BalanceTransactionState] = {}
     if isinstance(command, UpdateBalanceTransaction):
@@ -362,8 +264,12 @@ async def decide_and_plan(request: CommandRequest, overlay: Overlay, load: Loade
         events = decide(command, state)
     version = head.version if head is not None else 0
     if not events:  # nothing changes; a result recorded under a key was decided on this version
-        outcome = await respond(request, Outcome(customer_id=stream_id, state=state, rows=rows_of(state, transactions)))
-        return Planned(outcome, record_only(request, overlay, stream_id, head, outcome.status, outcome.response))
+        outcome = await respond(
+            request, Outcome(customer_id=stream_id, state=state, rows=rows_of(state, transactions))
+        )
+        return Planned(
+            outcome, record_only(request, overlay, stream_id, head, outcome.status, outcome.response)
+        )
 
     header = StreamHeader(
         stream_id=stream_id,
@@ -372,7 +278,9 @@ async def decide_and_plan(request: CommandRequest, overlay: Overlay, load: Loade
         livemode=state.livemode if state.exists else context.livemode,
     )
     metadata = metadata_of(request)
-    pending = [prepare(event, event_id) for event, event_id in zip(events, event_ids(len(events)), strict=True)]
+    pending = [
+        prepare(event, event_id) for event, event_id in zip(events, event_ids(len(events)), strict=True)
+    ]
     links = chain_links(header, version, head.head_hash if head else GENESIS_HASH, pending, metadata, at)
     metadata_doc = msgspec.to_builtins(metadata)
     sources = [
@@ -401,7 +309,9 @@ async def decide_and_plan(request: CommandRequest, overlay: Overlay, load: Loade
         snapshot=snapshot,
         customer=projected.customer,
         customer_created=projected.created,
-        transactions=[(row, tid in projected.new_transactions) for tid, row in projected.transaction_rows.items()],
+        transactions=[
+            (row, tid in projected.new_transactions) for tid, row in projected.transaction_rows.items()
+        ],
         feed=projected.feed,
         record=record_of(request, request.idempotency, outcome.status, outcome.response)
         if request.idempotency is not None
@@ -464,4 +374,3 @@ def claims_of(
     take = (account, livemode, new) if new is not None else None
     give = (account, livemode, old) if old is not None else None
     return take, give
-

@@ -17,7 +17,8 @@ import msgspec
 
 from ledgerd.domain.errors import DomainError
 from ledgerd.service.commands.errors import ConflictRetriesExhausted, IdempotencyConflict
-from ledgerd.service.commands.plan import CommandRequest, Outcome, Overlay, Planned, plan
+from ledgerd.service.commands.plan import Overlay, Planned, plan
+from ledgerd.service.commands.requests import CommandRequest, Outcome
 from ledgerd.service.store.base import (
     DuplicateKey,
     EventStore,

@@ -9,7 +9,7 @@ import pytest
 from ledgerd.domain.customer import AdjustBalance, CreateCustomer
 from ledgerd.domain.values import Profile
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.store.postgres import PostgresEventStore
 
 T0 = 1_700_000_000_000_000

@@ -47,7 +47,7 @@ from ledgerd.service.audit import (
 )
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
-from ledgerd.service.commands.plan import Outcome, RequestContext
+from ledgerd.service.commands.requests import Outcome, RequestContext
 from ledgerd.service.pointintime import (
     balance_at,
     balance_transactions_as_of,

@@ -10,7 +10,7 @@ from ledgerd.domain.customer import AdjustBalance, CreateCustomer, ProfilePatch,
 from ledgerd.domain.log import GENESIS_HASH, canonical_bytes, chain_hash
 from ledgerd.domain.values import Profile
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.store.postgres import PostgresEventStore, to_microseconds
 
 T0 = 1_700_000_000_000_000

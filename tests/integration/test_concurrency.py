@@ -23,7 +23,7 @@ from ledgerd.projections.sql import Rows
 from ledgerd.service.commands.errors import IdempotencyConflict
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.commands.runner import SoloRunner
 from ledgerd.service.store.postgres import PostgresEventStore
 

@@ -21,7 +21,7 @@ from ledgerd.service.audit import check_drift
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
-from ledgerd.service.commands.plan import Outcome, RequestContext
+from ledgerd.service.commands.requests import Outcome, RequestContext
 from ledgerd.service.store.postgres import PostgresConnection, PostgresEventStore
 
 ACCOUNT = "acct_group"

@@ -35,7 +35,7 @@ from ledgerd.domain.customer import (
 from ledgerd.domain.errors import DomainError
 from ledgerd.domain.values import Profile
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.pointintime import balance_transactions_as_of, customer_as_of
 from ledgerd.service.store.postgres import PostgresEventStore, to_microseconds
 from tests.integration.test_audit import ACCOUNT, T0

@@ -27,7 +27,7 @@ from ledgerd.domain.values import Address, Profile
 from ledgerd.projections import PROJECTION_TABLES
 from ledgerd.service.audit import check_drift
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.rebuild import REBUILD_LOCK_ID, RebuildError, rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.support.appending import append

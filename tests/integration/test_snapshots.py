@@ -20,7 +20,8 @@ from ledgerd.domain.customer import (
 from ledgerd.domain.errors import DomainError
 from ledgerd.domain.values import Profile
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext, decode_snapshot
+from ledgerd.service.commands.requests import RequestContext
+from ledgerd.service.commands.snapshots import decode_snapshot
 from ledgerd.service.store.postgres import PostgresEventStore
 
 ACCOUNT = "acct_snap"

@@ -24,7 +24,7 @@ from ledgerd.domain.values import Profile
 from ledgerd.projections import PROJECTION_TABLES
 from ledgerd.service import audit, pointintime
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.rebuild import rebuild
 from ledgerd.service.store.postgres import PostgresEventStore
 from tests.support.appending import wait_for_horizon

@@ -13,7 +13,7 @@ from ledgerd.domain.customer import AdjustBalance, CreateCustomer, ProfilePatch,
 from ledgerd.domain.values import Profile
 from ledgerd.service.app import connection_settings
 from ledgerd.service.commands.handle import execute
-from ledgerd.service.commands.plan import RequestContext
+from ledgerd.service.commands.requests import RequestContext
 from ledgerd.service.config import Config
 from ledgerd.service.store.postgres import PostgresEventStore
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from ledgerd.domain.customer import AdjustBalance, ProfilePatch, UpdateCustomer
 from ledgerd.service.commands.group_commit import MAX_BATCH, GroupCommitter, Queued, groupable, take_batch
-from ledgerd.service.commands.plan import CommandRequest, RequestContext
+from ledgerd.service.commands.requests import CommandRequest, RequestContext
 from ledgerd.service.store.postgres import PostgresEventStore
 
 

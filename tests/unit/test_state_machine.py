@@ -64,7 +64,7 @@ from ledgerd.projections.sql import Rows
 from ledgerd.service.commands.errors import IdempotencyConflict
 from ledgerd.service.commands.handle import execute
 from ledgerd.service.commands.idempotency import IdempotencyRequest
-from ledgerd.service.commands.plan import Outcome, RequestContext
+from ledgerd.service.commands.requests import Outcome, RequestContext
 from ledgerd.service.store.base import EventStore, GlobalCursor
 from ledgerd.service.store.memory import MemoryEventStore
 
