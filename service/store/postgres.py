@@ -84,12 +84,12 @@ def utc_text(microseconds: int) -> str:
     return to_timestamp(microseconds).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def row_to_event(row: Any) -> RecordedEvent:
+def row_to_event(row: Any, version_column: str = "stream_version") -> RecordedEvent:
     return RecordedEvent(
         position=row["position"],
         tx_id=row["tx_id"],
         stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
+        stream_version=row[version_column],
         event_id=row["event_id"],
         event_type=row["event_type"],
         schema_version=row["schema_version"],
@@ -129,19 +129,8 @@ def record_of(row: Any) -> IdempotencyRecord:
 
 
 def transaction_event(row: Any) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"],
-        tx_id=row["tx_id"],
-        stream_id=row["stream_id"],
-        stream_version=row["version"],
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        schema_version=row["schema_version"],
-        data=msgspec.json.decode(row["data"]),
-        metadata=msgspec.json.decode(row["metadata"]),
-        recorded_at_us=to_microseconds(row["recorded_at"]),
-        hash=bytes(row["hash"]),
-    )
+    """An event of a ledger entry, from the read statement (its union names the version `version`)."""
+    return row_to_event(row, "version")
 
 
 _encode = msgspec.json.encode
