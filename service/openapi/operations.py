@@ -14,6 +14,7 @@ from ledgerd.projections import objects
 from ledgerd.service import expand, params, wire
 from ledgerd.service.openapi import envelopes
 from ledgerd.service.openapi.parameters import (
+    JSON,
     READ_ERRORS,
     WRITE_ERRORS,
     as_of_query,
@@ -49,7 +50,7 @@ class Operation:
     errors: tuple[int, ...] = READ_ERRORS
     idempotent: bool = False  # takes an Idempotency-Key; the 200 then says whether it was a replay
     public: bool = False  # no API key
-    media: str = "application/json"
+    media: str = JSON
 
 
 SEARCH_EXAMPLES: Final[dict[str, str]] = {

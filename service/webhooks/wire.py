@@ -3,8 +3,8 @@
 `service/openapi` generates their schemas (`msgspec.json.schema_components`), as it does for
 `service.wire` and `projections.objects`. Decoding stays with `service/webhooks/params.py` and
 `service/webhooks/extensions.py` (the same strict pre-pass as `service.params`; a field typed ``X | None``
-may be sent as ``""`` or null); `tests/e2e/test_openapi.py` holds the names here equal to theirs, and the
-limits are theirs.
+may be sent as ``""`` or null), whose limits these are; `tests/e2e/test_openapi.py` holds the create and
+update names equal to `service.webhooks.params`' and checks real responses against the schemas.
 """
 
 from __future__ import annotations
@@ -20,7 +20,20 @@ from ledgerd.service.webhooks.extensions import MAX_SECRET_OVERLAP_S
 from ledgerd.service.webhooks.params import ALL_EVENTS, MAX_DESCRIPTION, MAX_URL
 from ledgerd.service.wire import Expand, MetadataParam
 
-__all__ = ["WEBHOOK_TYPES"]
+__all__ = [
+    "WEBHOOK_PARAMS",
+    "WEBHOOK_TYPES",
+    "DeletedWebhookEndpoint",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookEndpointCreateParams",
+    "WebhookEndpointCreated",
+    "WebhookEndpointRecoverParams",
+    "WebhookEndpointRecovery",
+    "WebhookEndpointRollSecretParams",
+    "WebhookEndpointUpdateParams",
+    "WebhookEventRetryParams",
+]
 
 EndpointId = Annotated[str, Meta(pattern="^we_[A-Za-z0-9]+$")]
 EventName = Annotated[str, Meta(extra_json_schema={"enum": [ALL_EVENTS, *EVENT_TYPES]})]
