@@ -86,7 +86,7 @@ COMPONENT_NAMES: Final[dict[type[msgspec.Struct], str]] = {
 def request_body(op: Operation, request: type[msgspec.Struct], schemas: dict[str, Schema]) -> Schema:
     name = COMPONENT_NAMES[request]
     properties = schemas[name]["properties"]
-    encoding = {name: {"style": "deepObject", "explode": True} for name in BRACKET_PARAMS if name in properties}
+    encoding = {param: {"style": "deepObject", "explode": True} for param in BRACKET_PARAMS if param in properties}
     form: Schema = {"schema": ref(name), "encoding": encoding}
     json: Schema = {"schema": ref(name)}
     if op.example is not None:
@@ -108,9 +108,9 @@ def ok_response(op: Operation) -> Schema:
 
 def operation_object(op: Operation, schemas: dict[str, Schema]) -> Schema:
     result: Schema = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
-    query = [idempotency_header()] if op.idempotent else []
-    if query or op.query:
-        result["parameters"] = [*query, *op.query]
+    headers = [idempotency_header()] if op.idempotent else []
+    if headers or op.query:
+        result["parameters"] = [*headers, *op.query]
     if op.request is not None:
         result["requestBody"] = request_body(op, op.request, schemas)
     result["responses"] = {"200": ok_response(op), **error_refs(*op.errors)}
