@@ -1,5 +1,5 @@
 # Development tasks. `make test` needs no database setup: without DATABASE_URL it runs the suite against an
-# embedded PostgreSQL 18 in a temporary directory (see service/pgserver.py); with DATABASE_URL it uses that.
+# embedded PostgreSQL 18 in a temporary directory (see service/pgserver/); with DATABASE_URL it uses that.
 
 SHELL := /bin/bash
 PYTHON ?= python3

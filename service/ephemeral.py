@@ -1,6 +1,6 @@
 """`ledgerd serve --ephemeral`: a throwaway ledger for someone else's test suite.
 
-An embedded PostgreSQL (service/pgserver.py) runs in a temporary directory with fsync off. Its cluster
+An embedded PostgreSQL (service/pgserver/) runs in a temporary directory with fsync off. Its cluster
 is copied from a *template*: a cluster already initialised and migrated, kept in the user's cache
 directory under a name derived from the PostgreSQL version and the migrations' checksums, so only the
 first start (or the first after a migration changes) pays for initdb and the migrations.
@@ -51,10 +51,10 @@ def cache_root() -> Path:
 def template_key() -> str:
     """Names the template: changes when the PostgreSQL binaries or any migration change."""
     from ledgerd.service.migrate import bundled_migrations
-    from ledgerd.service.pgserver import _bin
+    from ledgerd.service.pgserver import binary
 
     digest = hashlib.sha256(f"format {TEMPLATE_FORMAT}\n".encode())
-    postgres = _bin("postgres")
+    postgres = binary("postgres")
     digest.update(f"{postgres} {postgres.stat().st_size} {postgres.stat().st_mtime_ns}\n".encode())
     for migration in bundled_migrations():
         digest.update(f"{migration.name} {migration.checksum}\n".encode())
@@ -105,14 +105,14 @@ def copy_cluster(template: Path, pgdata: Path) -> None:
 
 def sweep_abandoned(parent: Path) -> None:
     """Remove ephemeral directories whose owner died without cleaning up (SIGKILL), stopping their server."""
-    from ledgerd.service.pgserver import EmbeddedPostgres, _pid_alive
+    from ledgerd.service.pgserver import EmbeddedPostgres, pid_alive
 
     for candidate in parent.glob(f"{DIR_PREFIX}*"):
         try:
             owner = int((candidate / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         with contextlib.suppress(Exception):
             EmbeddedPostgres(candidate, durable=False).stop()
@@ -178,7 +178,7 @@ def serve_ephemeral(
     from aiohttp import web
 
     from ledgerd.service.app import create_app
-    from ledgerd.service.cli import event_loop
+    from ledgerd.service.cli.serve import event_loop
 
     started = time.monotonic()
     parent_pid = os.getppid()

@@ -34,6 +34,13 @@ from ledgerd.service.explorer.views import CSP, assets
 from ledgerd.service.openapi import document
 from tests.support.server import Server
 
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def server(server_process: Server) -> Server:
+    """The browser drives a real `ledgerd serve` process (kept: these tests need chromium, absent on the box where the rest of tests/e2e moved in-process)."""
+    return server_process
+
+
 try:
     from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright, expect
     from playwright.async_api import Error as PlaywrightError

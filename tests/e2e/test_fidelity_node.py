@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from ledgerd.service import versions
 from tests.e2e.test_fidelity import new_key
 from tests.support.server import Server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def server(server_process: Server) -> Server:
+    """stripe-node drives a real `ledgerd serve` process (kept: these tests need node_modules, absent on the box where the rest of tests/e2e moved in-process)."""
+    return server_process
+
 
 NODE_DIR = Path(__file__).parent / "node"
 

@@ -17,7 +17,14 @@ import pytest
 import pytest_asyncio
 
 from tests.support.faults import Service
-from tests.support.server import server as server
+from tests.support.server import Server
+from tests.support.server import server_process as server_process
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def server(server_process: Server) -> Server:
+    """Fault tests drive a real `ledgerd serve` process."""
+    return server_process
 
 
 @pytest.fixture

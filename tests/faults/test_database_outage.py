@@ -11,9 +11,7 @@ Afterwards the log holds every acknowledged request exactly once and nothing els
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -51,17 +49,7 @@ class Cluster:
         return time.monotonic()
 
     def crash(self) -> None:
-        postmaster = self.server._postmaster()
-        assert postmaster is not None
-        os.kill(postmaster.pid, signal.SIGQUIT)
-        process = self.server._process
-        if process is not None and process.pid == postmaster.pid:
-            process.wait(30)  # our child: reap it
-        else:
-            deadline = time.monotonic() + 30
-            while self.server.is_running() and time.monotonic() < deadline:
-                time.sleep(0.01)
-        self.server._process = None
+        self.server.shutdown("immediate")  # pg_ctl stop -m immediate: SIGQUIT, no checkpoint
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -36,7 +36,7 @@ async def test_sigkill_under_load_loses_and_duplicates_nothing(
         await asyncio.sleep(rng.uniform(0.4, 1.6))
         kills.append((round(time.monotonic() - started, 2), sum(op.acked for op in load.ops)))
         service.kill()
-        await asyncio.sleep(rng.uniform(0.0, 0.3))  # clients meet a closed port for a moment
+        await asyncio.sleep(rng.uniform(0.0, 0.3))  # new connections wait in the held socket's backlog
         await service.start()
     await asyncio.sleep(0.5)  # some traffic on the last incarnation
     await load.stop()

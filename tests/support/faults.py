@@ -8,8 +8,8 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ import msgspec
 from ledgerd.domain.log import GENESIS_HASH, RecordedEvent, event_hash
 from ledgerd.service.auth import create_key
 from ledgerd.service.store.postgres import EVENT_COLUMNS, row_to_event
-from tests.support.server import free_port, healthy
+from tests.support.server import healthy, listening_socket, port_of, serve_command
 
 HEALTHY_WITHIN_S = 20.0
 
@@ -35,14 +35,20 @@ HEALTHY_WITHIN_S = 20.0
 
 @dataclass
 class Service:
-    """One `ledgerd serve` on a fixed port; `kill()` + `start()` restart it on the same port."""
+    """One `ledgerd serve` on a fixed port; `kill()` + `start()` restart it on the same port. The port is a
+    socket this object holds for its whole life and hands to every incarnation (`serve --fd`): never free
+    for another process to take, and while no incarnation runs, new connections wait in its backlog."""
 
     db_url: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
+    sock: socket.socket = field(default_factory=listening_socket)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+
+    @property
+    def port(self) -> int:
+        return port_of(self.sock)
 
     @property
     def base_url(self) -> str:
@@ -54,16 +60,9 @@ class Service:
             log.write(f"--- start {self.starts + 1} ---\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ledgerd.service.cli",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--no-migrate",
-                ],
+                serve_command(self.sock, "--no-migrate"),
                 env=env,
+                pass_fds=(self.sock.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log,  # structlog writes its JSON lines (errors included) to stdout
                 stderr=subprocess.STDOUT,
@@ -92,13 +91,14 @@ class Service:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """Stop the service for good (and release its port)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.sock.close()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

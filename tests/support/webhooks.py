@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -19,9 +20,8 @@ import msgspec
 from aiohttp import web
 
 from ledgerd.service.app import create_app
-from ledgerd.service.auth import create_key
 from ledgerd.service.config import Config
-from tests.support.server import free_port
+from tests.support.server import create_keys, listening_socket, port_of
 
 
 @dataclass
@@ -42,10 +42,14 @@ Answer = int | dict[str, Any]
 
 @dataclass
 class Receiver:
-    port: int = field(default_factory=free_port)
+    sock: socket.socket = field(default_factory=listening_socket)
     received: list[Received] = field(default_factory=list)
     plans: dict[str, list[Answer]] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def port(self) -> int:
+        return port_of(self.sock)
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -87,7 +91,7 @@ async def receiving() -> AsyncIterator[Receiver]:
     app.router.add_route("*", "/{tail:.*}", receiver.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", receiver.port).start()
+    await web.SockSite(runner, receiver.sock).start()  # the site closes the socket on cleanup
     try:
         yield receiver
     finally:
@@ -153,13 +157,7 @@ WEBHOOK_ENV = ("LEDGER_WEBHOOK_ALLOW_CIDRS", "LEDGER_WEBHOOK_RETRY_SCHEDULE", "L
 @asynccontextmanager
 async def serving(db_url: str, **env: str) -> AsyncIterator[Api]:
     """The app on a free port with these LEDGER_WEBHOOK_* settings (the rest of the environment unset)."""
-    conn = await asyncpg.connect(db_url)
-    try:
-        _, key = await create_key(conn, "acct_a", livemode=False)
-        _, live_key = await create_key(conn, "acct_a", livemode=True)
-        _, other_key = await create_key(conn, "acct_b", livemode=False)
-    finally:
-        await conn.close()
+    key, live_key, other_key = await create_keys(db_url)
     saved = {name: os.environ.pop(name) for name in WEBHOOK_ENV if name in os.environ}
     os.environ.update(env)
     try:
@@ -170,8 +168,9 @@ async def serving(db_url: str, **env: str) -> AsyncIterator[Api]:
         os.environ.update(saved)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sock = listening_socket()
+    port = port_of(sock)
+    await web.SockSite(runner, sock).start()
     try:
         async with aiohttp.ClientSession() as http:
             yield Api(f"http://127.0.0.1:{port}", db_url, key, live_key, other_key, http)

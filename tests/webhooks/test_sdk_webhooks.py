@@ -8,8 +8,8 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from tests.support.databases import create_database as _create_database
 from tests.support.databases import drop_database as _drop_database
 from tests.support.databases import random_name as _random_name
 from tests.support.databases import with_database as _with_database
-from tests.support.server import free_port, wait_until_healthy
+from tests.support.server import listening_socket, port_of, serve_command, wait_until_healthy
 from tests.support.webhooks import Receiver, receiving
 
 STRIPE_NODE = "23.1.0"
@@ -39,23 +39,25 @@ async def served(admin_conn: asyncpg.Connection, database_url: str, template_db:
         _, key = await create_key(conn, "acct_a", livemode=False)
     finally:
         await conn.close()
-    port = free_port()
+    sock = listening_socket()
+    port = port_of(sock)
     env = {**os.environ, "DATABASE_URL": db_url, "LEDGER_LOG_LEVEL": "warning",
            "LEDGER_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8", "LEDGER_WEBHOOK_RETRY_SCHEDULE": "0.5"}
-    process = spawn(env, port)
+    process = spawn(env, sock)
     try:
         await wait_until_healthy(port, process)
         yield f"http://127.0.0.1:{port}", key
     finally:
         process.terminate()
         process.wait(timeout=15)
+        sock.close()
         await _drop_database(admin_conn, name)
 
 
-def spawn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def spawn(env: dict[str, str], sock: socket.socket) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ledgerd.service.cli", "serve", "--port", str(port), "--no-migrate"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        serve_command(sock, "--no-migrate"),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(sock.fileno(),),
     )
 
 

@@ -47,4 +47,3 @@ class TerminalProgress:
             self.stream.write("\n")
             self.stream.flush()
             self.drawn = False
-

@@ -1,0 +1,5 @@
+import sys
+
+from ledgerd.service.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from ledgerd.service.pgserver.run import main
+
+sys.exit(main())
