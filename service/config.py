@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 
@@ -89,3 +90,12 @@ class Config:
             raise ValueError("LEDGER_BODY_TIMEOUT_SECONDS must be positive")
         if self.pool_acquire_timeout_s <= 0:
             raise ValueError("LEDGER_POOL_TIMEOUT_S must be positive")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The servers' event loop: uvloop, unless LEDGER_UVLOOP=0."""
+    if os.environ.get("LEDGER_UVLOOP", "1") != "0":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()

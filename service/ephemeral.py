@@ -178,7 +178,7 @@ def serve_ephemeral(
     from aiohttp import web
 
     from ledgerd.service.app import create_app
-    from ledgerd.service.cli.serve import event_loop
+    from ledgerd.service.config import new_event_loop
 
     started = time.monotonic()
     parent_pid = os.getppid()
@@ -236,7 +236,7 @@ def serve_ephemeral(
             print=None,
             access_log=None,
             handle_signals=True,
-            loop=event_loop(os.environ.get("LEDGER_UVLOOP", "1") != "0"),
+            loop=new_event_loop(),
         )
         return 0
     except KeyboardInterrupt:

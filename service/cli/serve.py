@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import socket
@@ -14,15 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ledgerd.service.cli.common import database_url, fail
-from ledgerd.service.config import Config
-
-
-def event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
-    if use_uvloop:
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
+from ledgerd.service.config import Config, new_event_loop
 
 
 def serve(
@@ -47,7 +38,7 @@ def serve(
         print=None,
         access_log=None,
         reuse_port=reuse_port,
-        loop=event_loop(os.environ.get("LEDGER_UVLOOP", "1") != "0"),
+        loop=new_event_loop(),
     )
 
 
