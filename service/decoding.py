@@ -83,6 +83,8 @@ def _prepare_struct(obj: Mapping[str, Any], cls: type[msgspec.Struct], param: st
 def _prepare(value: Any, tp: Any, param: str) -> Any:
     """`value` (not unset) with the scalars `tp` names converted; what does not fit is left for msgspec."""
     base = _base(tp)
+    if base is tp and (struct := _struct_member(tp)) is not None:  # `int | SomeStruct`: by the value's kind
+        return _prepare_struct(value, struct, param) if isinstance(value, dict) else integer(value, param)
     if isinstance(base, type) and issubclass(base, msgspec.Struct):
         return _prepare_struct(value, base, param) if isinstance(value, dict) else value
     origin = get_origin(base)
@@ -112,6 +114,13 @@ def _strip(tp: Any) -> Any:
 
 def nullable(tp: Any) -> bool:
     return type(None) in _members(_strip(tp))
+
+
+def _struct_member(tp: Any) -> type[msgspec.Struct] | None:
+    """The Struct of a union of a Struct and int (the only such union here: a list's ``created``)."""
+    members = {_strip(member) for member in _members(_strip(tp))} - {UnsetType, type(None)}
+    structs = [m for m in members if isinstance(m, type) and issubclass(m, msgspec.Struct)]
+    return structs[0] if structs and members == {int, *structs} else None
 
 
 def _base(tp: Any) -> Any:

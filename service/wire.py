@@ -53,11 +53,14 @@ __all__ = [
     "UNSUPPORTED_CUSTOMER_PARAMS",
     "UNSUPPORTED_PARAMS",
     "AddressParams",
+    "CreatedParams",
     "CustomFieldParams",
     "CustomerCreateParams",
     "CustomerUpdateParams",
     "InvoiceSettingsParams",
+    "ListQuery",
     "RenderingOptionsParams",
+    "SearchQuery",
     "ShippingParams",
     "TransactionCreateParams",
     "TransactionUpdateParams",
@@ -198,6 +201,41 @@ class TransactionUpdateParams(msgspec.Struct, frozen=True, kw_only=True, forbid_
     description: TransactionDescription | UnsetType | None = UNSET
     metadata: MetadataParam | UnsetType | None = UNSET
     expand: Expand | UnsetType | None = UNSET
+
+
+class CreatedParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A list's ``created`` bounds, in unix seconds."""
+
+    gt: int | UnsetType | None = UNSET
+    gte: int | UnsetType | None = UNSET
+    lt: int | UnsetType | None = UNSET
+    lte: int | UnsetType | None = UNSET
+
+
+class ListQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A list's query: the pagination params and every filter (each list takes a subset of them:
+    service/params.py's list_params). Its query parameters are still documented by hand."""
+
+    limit: int | UnsetType | None = UNSET
+    starting_after: str | UnsetType | None = UNSET
+    ending_before: str | UnsetType | None = UNSET
+    expand: list[str] | UnsetType | None = UNSET
+    created: int | CreatedParams | UnsetType | None = UNSET  # created=T is created[gte]=T&created[lte]=T
+    email: str | UnsetType | None = UNSET
+    type: str | UnsetType | None = UNSET
+    types: list[str] | UnsetType | None = UNSET
+    invoice: str | UnsetType | None = UNSET
+    test_clock: str | UnsetType | None = UNSET
+    delivery_success: bool | UnsetType | None = UNSET
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """GET /v1/customers/search."""
+
+    query: str
+    limit: int | UnsetType | None = UNSET
+    page: str | UnsetType | None = UNSET
+    expand: list[str] | UnsetType | None = UNSET
 
 
 # The request types the document's schemas are generated from, by component name.

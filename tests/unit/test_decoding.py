@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from ledgerd.domain.errors import DomainError, InvalidParameter, MissingParameter
-from ledgerd.service import decoding, wire
-from ledgerd.service.forms import parse_form
+from ledgerd.service import decoding, params, wire
+from ledgerd.service.forms import parse_form, parse_query
 
 
 def test_a_form_body_decodes_through_the_type_with_its_scalars_converted() -> None:
@@ -69,3 +69,17 @@ def test_errors_name_the_param_in_brackets(
     with pytest.raises(kind) as caught:
         decoding.decode(params, wire.CustomerUpdateParams)
     assert (type(caught.value), caught.value.param, caught.value.message) == (kind, param, message)
+
+
+def test_the_list_query_type_takes_the_pagination_params_and_every_filter() -> None:
+    assert wire.field_names(wire.ListQuery) == params.PAGINATION_PARAMS | params.LIST_FILTERS
+    assert wire.field_names(wire.SearchQuery) == params.SEARCH_PARAMS == {"query", "limit", "page", "expand"}
+
+
+@pytest.mark.parametrize(
+    ("query", "created"),
+    [("created=5", params.CreatedRange(gte=5, lte=5)), ("created[gt]=1&created[lt]=", params.CreatedRange(gt=1)),
+     ("created[gt]=&created[lt]=", None)],
+)  # fmt: skip
+def test_created_is_an_instant_or_bounds(query: str, created: params.CreatedRange | None) -> None:
+    assert params.list_params(parse_query(query), filters=frozenset({"created"})).created == created
