@@ -159,8 +159,7 @@ def customer_create(
     profile.setdefault("invoice_prefix", invoice_prefix)
     if "metadata" in profile:  # on create an unset value is simply absent
         profile["metadata"] = {key: value for key, value in profile["metadata"].items() if value is not None}
-    balance = sent.get("balance")
-    balance = 0 if balance is None else balance
+    balance: int = sent.get("balance") or 0
     currency = None if sent.get("currency") is None else _currency(sent["currency"])
     if currency is None and balance != 0:
         currency = default_currency  # the account's default currency (an account setting)
@@ -218,12 +217,10 @@ def _customer_patch(
     an upsert (create's params) an unset field that cannot be cleared is left out."""
     patch: dict[str, Any] = {}
     for name in PROFILE_FIELDS:
-        if name not in sent:
+        if name not in sent or (sent[name] is None and name not in CLEARABLE):
             continue
-        if sent[name] is not None:
-            patch[name] = sent[name] or None if name == "metadata" else sent[name]  # {} clears all too
-        elif name in CLEARABLE:
-            patch[name] = _DEFAULT_PROFILE[name] if name != "metadata" else None
+        value = _DEFAULT_PROFILE[name] if sent[name] is None else sent[name]
+        patch[name] = (value or None) if name == "metadata" else value  # metadata None (or {}) clears all
     balance: int | UnsetType = UNSET if sent.get("balance") is None else sent["balance"]
     currency: str | UnsetType = UNSET if sent.get("currency") is None else _currency(sent["currency"])
     return UpdateCustomer(
