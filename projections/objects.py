@@ -22,6 +22,7 @@ from msgspec import NODEFAULT, UNSET, Meta, UnsetType
 from ledgerd.domain.limits import (
     MAX_CUSTOM_FIELDS,
     MAX_LOCALES,
+    NO_NUL,
     AddressText,
     AmountTaxDisplay,
     BusinessName,
@@ -44,6 +45,7 @@ from ledgerd.domain.limits import (
 from ledgerd.domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
 
 __all__ = [
+    "NO_NUL",
     "RESPONSE_OBJECTS",
     "Address",
     "Customer",
