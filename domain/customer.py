@@ -1,4 +1,5 @@
-"""The customer aggregate: commands, events, state, and the pure `decide` / `evolve` functions.
+"""The customer aggregate: the pure `decide` / `evolve` functions. Its commands (domain/commands.py),
+events (domain/events.py) and state (domain/state.py) live beside it and are re-exported from here.
 
 Sign convention (Stripe's): a positive balance means the customer owes you; a negative balance is a
 credit the customer can spend. Every balance change is a ledger entry (`BalanceAdjusted`) whose
@@ -15,8 +16,21 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
+from ledgerd.domain.commands import (
+    AdjustBalance,
+    AnyCommand,
+    Command,
+    CreateCustomer,
+    DeleteCustomer,
+    InvoiceSettingsPatch,
+    ProfilePatch,
+    UpdateBalanceTransaction,
+    UpdateCustomer,
+    UpsertCustomer,
+    resolve_upsert,
+)
 from ledgerd.domain.errors import (
     BalanceOverflow,
     Conflict,
@@ -24,224 +38,75 @@ from ledgerd.domain.errors import (
     InvalidParameter,
     ResourceMissing,
 )
+from ledgerd.domain.events import (
+    EVENT_TYPES,
+    AnyEvent,
+    BalanceAdjusted,
+    BalanceTransactionUpdated,
+    CustomerChanges,
+    CustomerCreated,
+    CustomerDeleted,
+    CustomerUpdated,
+    Event,
+    TransactionChanges,
+)
+from ledgerd.domain.limits import METADATA_MAX_KEYS
 from ledgerd.domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds
+from ledgerd.domain.state import INITIAL_STATE, BalanceTransactionState, CustomerState, balance_in, ledgers
 from ledgerd.domain.values import (
     PROFILE_FIELDS,
-    Address,
-    CustomField,
     InvoiceSettings,
     Profile,
-    RenderingOptions,
-    Shipping,
 )
 
-MAX_METADATA_KEYS = 50
+__all__ = [  # the commands and events are re-exported: most modules import the aggregate from here
+    "EVENT_TYPES",
+    "INITIAL_STATE",
+    "AdjustBalance",
+    "AnyCommand",
+    "AnyEvent",
+    "BalanceAdjusted",
+    "BalanceTransactionState",
+    "BalanceTransactionUpdated",
+    "Command",
+    "CreateCustomer",
+    "CustomerChanges",
+    "CustomerCreated",
+    "CustomerDeleted",
+    "CustomerState",
+    "CustomerUpdated",
+    "DeleteCustomer",
+    "Event",
+    "InvoiceSettingsPatch",
+    "ProfilePatch",
+    "TransactionChanges",
+    "TransactionType",
+    "UpdateBalanceTransaction",
+    "UpdateCustomer",
+    "UpsertCustomer",
+    "apply_changes",
+    "balance_in",
+    "decide",
+    "decide_adjust",
+    "decide_create",
+    "decide_delete",
+    "decide_transaction_update",
+    "decide_update",
+    "diff_profile",
+    "evolve",
+    "evolve_transaction",
+    "fold",
+    "ledgers",
+    "merge_invoice_settings",
+    "merge_metadata",
+    "require_live_customer",
+    "resolve_upsert",
+    "seconds",
+    "transaction_created",
+    "transaction_updated",
+]
+
 TransactionType = Literal["adjustment", "initial"]
-
-# ---------------------------------------------------------------------------------------------------
-# Commands
-# ---------------------------------------------------------------------------------------------------
-
-
-class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command"):
-    customer_id: str
-    occurred_at: int  # unix time in microseconds, supplied by the caller's clock
-
-
-class InvoiceSettingsPatch(msgspec.Struct, frozen=True, kw_only=True):
-    custom_fields: tuple[CustomField, ...] | UnsetType | None = UNSET
-    footer: str | UnsetType | None = UNSET
-    rendering_options: RenderingOptions | UnsetType | None = UNSET
-
-
-class ProfilePatch(msgspec.Struct, frozen=True, kw_only=True):
-    """Fields left UNSET are unchanged; None unsets a nullable field."""
-
-    email: str | UnsetType | None = UNSET
-    name: str | UnsetType | None = UNSET
-    phone: str | UnsetType | None = UNSET
-    description: str | UnsetType | None = UNSET
-    business_name: str | UnsetType | None = UNSET
-    individual_name: str | UnsetType | None = UNSET
-    address: Address | UnsetType | None = UNSET
-    shipping: Shipping | UnsetType | None = UNSET
-    invoice_prefix: str | UnsetType = UNSET
-    invoice_settings: InvoiceSettingsPatch | UnsetType = UNSET
-    next_invoice_sequence: int | UnsetType = UNSET
-    preferred_locales: tuple[str, ...] | UnsetType = UNSET
-    tax_exempt: str | UnsetType = UNSET
-    # None (or an empty dict) clears every key; a None value removes one key; other keys are kept.
-    metadata: dict[str, str | None] | UnsetType | None = UNSET
-    external_id: str | UnsetType | None = UNSET
-
-
-class CreateCustomer(Command, frozen=True, kw_only=True, tag="CreateCustomer"):
-    account: str
-    livemode: bool
-    profile: Profile
-    balance: int = 0
-    currency: str | None = None
-    initial_transaction_id: str | None = None  # required when balance != 0
-
-
-class UpdateCustomer(Command, frozen=True, kw_only=True, tag="UpdateCustomer"):
-    patch: ProfilePatch = ProfilePatch()
-    balance: int | UnsetType = UNSET
-    currency: str | UnsetType = UNSET
-    adjustment_transaction_id: str | None = None  # required when balance changes
-    # The account's default currency: what a balance change is in when the customer has no currency yet.
-    default_currency: str | None = None
-
-
-class DeleteCustomer(Command, frozen=True, kw_only=True, tag="DeleteCustomer"):
-    pass
-
-
-class AdjustBalance(Command, frozen=True, kw_only=True, tag="AdjustBalance"):
-    transaction_id: str
-    amount: int
-    currency: str
-    description: str | None = None
-    metadata: dict[str, str] = {}
-
-
-class UpdateBalanceTransaction(Command, frozen=True, kw_only=True, tag="UpdateBalanceTransaction"):
-    transaction_id: str
-    description: str | UnsetType | None = UNSET
-    metadata: dict[str, str | None] | UnsetType | None = UNSET
-
-
-AnyCommand = CreateCustomer | UpdateCustomer | DeleteCustomer | AdjustBalance | UpdateBalanceTransaction
-
-# ---------------------------------------------------------------------------------------------------
-# Events (stored forever: tolerate unknown fields, carry a schema_version)
-# ---------------------------------------------------------------------------------------------------
-
-
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event_type"):
-    schema_version: int = 1
-    customer_id: str
-
-
-class CustomerChanges(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A sparse set of customer fields: only the fields present were changed."""
-
-    email: str | UnsetType | None = UNSET
-    name: str | UnsetType | None = UNSET
-    phone: str | UnsetType | None = UNSET
-    description: str | UnsetType | None = UNSET
-    business_name: str | UnsetType | None = UNSET
-    individual_name: str | UnsetType | None = UNSET
-    address: Address | UnsetType | None = UNSET
-    shipping: Shipping | UnsetType | None = UNSET
-    invoice_prefix: str | UnsetType = UNSET
-    invoice_settings: InvoiceSettings | UnsetType = UNSET
-    next_invoice_sequence: int | UnsetType = UNSET
-    preferred_locales: tuple[str, ...] | UnsetType = UNSET
-    tax_exempt: str | UnsetType = UNSET
-    metadata: dict[str, str] | UnsetType = UNSET
-    external_id: str | UnsetType | None = UNSET
-    currency: str | UnsetType | None = UNSET
-
-
-class CustomerCreated(Event, frozen=True, kw_only=True, tag="CustomerCreated"):
-    account: str
-    livemode: bool
-    created: int  # unix seconds
-    profile: Profile
-    currency: str | None = None
-
-
-class CustomerUpdated(Event, frozen=True, kw_only=True, tag="CustomerUpdated"):
-    changes: CustomerChanges
-    previous: CustomerChanges
-
-
-class CustomerDeleted(Event, frozen=True, kw_only=True, tag="CustomerDeleted"):
-    deleted_at: int  # unix seconds
-
-
-class BalanceAdjusted(Event, frozen=True, kw_only=True, tag="BalanceAdjusted"):
-    transaction_id: str
-    amount: int
-    currency: str
-    type: str  # "initial" | "adjustment"
-    ending_balance: int
-    description: str | None = None
-    metadata: dict[str, str] = {}
-    created: int  # unix seconds
-
-
-class TransactionChanges(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    description: str | UnsetType | None = UNSET
-    metadata: dict[str, str] | UnsetType = UNSET
-
-
-class BalanceTransactionUpdated(Event, frozen=True, kw_only=True, tag="BalanceTransactionUpdated"):
-    transaction_id: str
-    changes: TransactionChanges
-    previous: TransactionChanges
-
-
-AnyEvent = CustomerCreated | CustomerUpdated | CustomerDeleted | BalanceAdjusted | BalanceTransactionUpdated
-EVENT_TYPES: dict[str, type[AnyEvent]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (CustomerCreated, CustomerUpdated, CustomerDeleted, BalanceAdjusted, BalanceTransactionUpdated)
-}
-
-# ---------------------------------------------------------------------------------------------------
-# State
-# ---------------------------------------------------------------------------------------------------
-
-
-class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
-    version: int = 0
-    exists: bool = False
-    deleted: bool = False
-    customer_id: str = ""
-    account: str = ""
-    livemode: bool = False
-    created: int = 0
-    profile: Profile = Profile()
-    currency: str | None = None
-    balance: int = 0
-    entries: int = 0
-    # Every currency's balance, the customer's own currency's included once it has an entry. A snapshot
-    # written before this field existed decodes it empty; `ledgers` adds `currency: balance` anyway.
-    balances: dict[str, int] = {}
-
-
-def ledgers(state: CustomerState) -> dict[str, int]:
-    """The customer's balance in every currency it has (its own currency first)."""
-    own = {} if state.currency is None else {state.currency: state.balance}
-    return {**own, **{code: amount for code, amount in state.balances.items() if code not in own}}
-
-
-def balance_in(state: CustomerState, currency: str) -> int:
-    """The balance of the customer's ledger in `currency` (0 if it has none)."""
-    if state.currency is None or currency == state.currency:
-        return state.balance
-    return state.balances.get(currency, 0)
-
-
-class BalanceTransactionState(msgspec.Struct, frozen=True, kw_only=True):
-    """What UpdateBalanceTransaction decides on: the customer plus the one transaction it names, as
-    its events left it (everything the ledger entry shows, so its row can be rendered from here)."""
-
-    transaction_id: str
-    customer: CustomerState = CustomerState()
-    found: bool = False
-    version: int = 0  # the stream version of the BalanceAdjusted event that created it
-    type: str = "adjustment"
-    amount: int = 0
-    currency: str = ""
-    ending_balance: int = 0
-    created: int = 0
-    description: str | None = None
-    metadata: dict[str, str] = {}
-
-
-INITIAL_STATE = CustomerState()
 
 # ---------------------------------------------------------------------------------------------------
 # evolve
@@ -510,9 +375,9 @@ def merge_metadata(current: dict[str, str], patch: dict[str, str | None] | None)
             merged.pop(key, None)
         else:
             merged[key] = value
-    if len(merged) > MAX_METADATA_KEYS:
+    if len(merged) > METADATA_MAX_KEYS:
         raise InvalidParameter(
-            f"Metadata can have at most {MAX_METADATA_KEYS} keys; this update would leave {len(merged)}.",
+            f"Metadata can have at most {METADATA_MAX_KEYS} keys; this update would leave {len(merged)}.",
             param="metadata",
         )
     return merged
@@ -544,16 +409,3 @@ def diff_profile(profile: Profile, patch: ProfilePatch) -> tuple[dict[str, Any],
         if new != old:
             changes[name], previous[name] = new, old
     return changes, previous
-
-
-class UpsertCustomer(msgspec.Struct, frozen=True, kw_only=True):
-    """Create a customer, or update the live one that already has `create.profile.external_id`."""
-
-    create: CreateCustomer
-    update: UpdateCustomer  # its customer_id is replaced by the existing customer's id
-
-
-def resolve_upsert(command: UpsertCustomer, existing_id: str | None) -> CreateCustomer | UpdateCustomer:
-    if existing_id is None:
-        return command.create
-    return msgspec.structs.replace(command.update, customer_id=existing_id)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from msgspec import UNSET
 
+from ledgerd.domain import limits
 from ledgerd.domain.customer import (
     AdjustBalance,
     AnyCommand,
@@ -22,27 +23,24 @@ from ledgerd.domain.errors import InvalidParameter
 from ledgerd.domain.money import MAX_AMOUNT, amount_in_bounds, balance_in_bounds, normalize_currency
 from ledgerd.domain.values import Address, CustomField, InvoiceSettings, Profile, RenderingOptions, Shipping
 
-MAX_LENGTHS: dict[str, int] = {
-    "email": 512,
-    "name": 256,
-    "phone": 20,
-    "description": 5000,
-    "business_name": 150,
-    "individual_name": 150,
-    "external_id": 255,
-    "footer": 5000,
-}
-ADDRESS_FIELD_MAX = 5000
-TRANSACTION_DESCRIPTION_MAX = 350
-METADATA_MAX_KEYS = 50
-METADATA_KEY_MAX = 40
-METADATA_VALUE_MAX = 500
-INVOICE_PREFIX = re.compile(r"[A-Z0-9]{1,12}")
-TAX_EXEMPT = frozenset({"none", "exempt", "reverse"})
-AMOUNT_TAX_DISPLAY = frozenset({"exclude_tax", "include_inclusive_tax"})
-MAX_CUSTOM_FIELDS = 4
-MAX_LOCALES = 20
-LOCALE = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+# Every limit is its type's (domain.limits): the document states exactly what is refused here.
+MAX_LENGTHS: dict[str, int] = {name: limits.max_length(tp) for name, tp in limits.PROFILE_TEXT.items()}
+ADDRESS_FIELD_MAX = limits.max_length(limits.AddressText)
+SHIPPING_TEXT_MAX = limits.max_length(limits.Text5000)
+FOOTER_MAX = limits.max_length(limits.Text5000)
+TEMPLATE_MAX = limits.max_length(limits.Text5000)
+CUSTOM_FIELD_NAME_MAX = limits.max_length(limits.CustomFieldName)
+CUSTOM_FIELD_VALUE_MAX = limits.max_length(limits.CustomFieldValue)
+TRANSACTION_DESCRIPTION_MAX = limits.max_length(limits.TransactionDescription)
+METADATA_MAX_KEYS = limits.METADATA_MAX_KEYS
+METADATA_KEY_MAX = limits.max_length(limits.MetadataKey)
+METADATA_VALUE_MAX = limits.max_length(limits.MetadataValue)
+INVOICE_PREFIX = limits.INVOICE_PREFIX
+TAX_EXEMPT = frozenset(limits.choices(limits.TaxExempt))
+AMOUNT_TAX_DISPLAY = frozenset(limits.choices(limits.AmountTaxDisplay))
+MAX_CUSTOM_FIELDS = limits.MAX_CUSTOM_FIELDS
+MAX_LOCALES = limits.MAX_LOCALES
+LOCALE = limits.LOCALE
 # An address as Stripe accepts one (else 400 email_invalid): an ASCII dot-atom local part, "@", and a
 # domain of two or more DNS labels, so `x@com`, `@localhost`, a fullwidth at sign (U+FF20) or a stray space are refused.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -181,8 +179,8 @@ def validate_shipping(shipping: Shipping | None) -> None:
     if shipping is None:
         return
     validate_address(shipping.address, "shipping[address]")
-    validate_text(shipping.name, "shipping[name]", 5000)
-    validate_text(shipping.phone, "shipping[phone]", 5000)
+    validate_text(shipping.name, "shipping[name]", SHIPPING_TEXT_MAX)
+    validate_text(shipping.phone, "shipping[phone]", SHIPPING_TEXT_MAX)
 
 
 def validate_invoice_prefix(prefix: str) -> None:
@@ -202,14 +200,14 @@ def validate_custom_fields(fields: Iterable[CustomField] | None) -> None:
             param="invoice_settings[custom_fields]",
         )
     for index, item in enumerate(items):
-        validate_text(item.name, f"invoice_settings[custom_fields][{index}][name]", 40)
-        validate_text(item.value, f"invoice_settings[custom_fields][{index}][value]", 140)
+        validate_text(item.name, f"invoice_settings[custom_fields][{index}][name]", CUSTOM_FIELD_NAME_MAX)
+        validate_text(item.value, f"invoice_settings[custom_fields][{index}][value]", CUSTOM_FIELD_VALUE_MAX)
 
 
 def validate_rendering(options: RenderingOptions | None) -> None:
     if options is None:
         return
-    validate_text(options.template, "invoice_settings[rendering_options][template]", 5000)
+    validate_text(options.template, "invoice_settings[rendering_options][template]", TEMPLATE_MAX)
     display = options.amount_tax_display
     if display is not None and display not in AMOUNT_TAX_DISPLAY:
         raise InvalidParameter(
@@ -221,7 +219,7 @@ def validate_rendering(options: RenderingOptions | None) -> None:
 
 def validate_invoice_settings(settings: InvoiceSettings) -> None:
     validate_custom_fields(settings.custom_fields)
-    validate_text(settings.footer, "invoice_settings[footer]", 5000)
+    validate_text(settings.footer, "invoice_settings[footer]", FOOTER_MAX)
     validate_rendering(settings.rendering_options)
 
 
@@ -229,15 +227,17 @@ def validate_invoice_settings_patch(patch: InvoiceSettingsPatch) -> None:
     if patch.custom_fields is not UNSET:
         validate_custom_fields(patch.custom_fields)
     if patch.footer is not UNSET:
-        validate_text(patch.footer, "invoice_settings[footer]", 5000)
+        validate_text(patch.footer, "invoice_settings[footer]", FOOTER_MAX)
     if patch.rendering_options is not UNSET:
         validate_rendering(patch.rendering_options)
 
 
 def validate_sequence(sequence: int) -> None:
-    if not 1 <= sequence <= 10**9:
+    if not limits.MIN_INVOICE_SEQUENCE <= sequence <= limits.MAX_INVOICE_SEQUENCE:
         raise InvalidParameter(
-            "next_invoice_sequence must be between 1 and 1000000000.", param="next_invoice_sequence"
+            f"next_invoice_sequence must be between {limits.MIN_INVOICE_SEQUENCE} and "
+            f"{limits.MAX_INVOICE_SEQUENCE}.",
+            param="next_invoice_sequence",
         )
 
 
@@ -254,5 +254,6 @@ def validate_locales(locales: tuple[str, ...]) -> None:
 def validate_tax_exempt(value: str) -> None:
     if value not in TAX_EXEMPT:
         raise InvalidParameter(
-            f"Invalid tax_exempt: {value!r}; must be one of none, exempt, reverse.", param="tax_exempt"
+            f"Invalid tax_exempt: {value!r}; must be one of {', '.join(limits.choices(limits.TaxExempt))}.",
+            param="tax_exempt",
         )

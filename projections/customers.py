@@ -14,9 +14,11 @@ from typing import Any
 import msgspec
 
 from ledgerd.domain.customer import CustomerState, ledgers
+from ledgerd.domain.values import PROFILE_FIELDS
 
 TABLE = "customers"
 TABLES = (TABLE,)
+# The profile's columns are its fields (`row` spreads the profile), so the field list is domain.values'.
 COLUMNS = (
     "id",
     "account",
@@ -25,21 +27,7 @@ COLUMNS = (
     "version",
     "created",
     "deleted",
-    "email",
-    "name",
-    "phone",
-    "description",
-    "business_name",
-    "individual_name",
-    "address",
-    "shipping",
-    "invoice_prefix",
-    "invoice_settings",
-    "next_invoice_sequence",
-    "preferred_locales",
-    "tax_exempt",
-    "metadata",
-    "external_id",
+    *PROFILE_FIELDS,
     "balance",
     "currency",
     "balances",

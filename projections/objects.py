@@ -19,16 +19,40 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import NODEFAULT, UNSET, Meta, UnsetType
 
-from ledgerd.domain import validation
+from ledgerd.domain.limits import (
+    MAX_CUSTOM_FIELDS,
+    MAX_LOCALES,
+    NO_NUL,
+    AddressText,
+    AmountTaxDisplay,
+    BusinessName,
+    CustomFieldName,
+    CustomFieldValue,
+    Description,
+    Email,
+    ExternalId,
+    IndividualName,
+    InvoicePrefix,
+    InvoiceSequence,
+    Locale,
+    Metadata,
+    Name,
+    Phone,
+    TaxExempt,
+    Text5000,
+    TransactionDescription,
+)
 from ledgerd.domain.money import ISO_4217_EXPONENTS, MAX_AMOUNT, MAX_BALANCE
 
 __all__ = [
+    "NO_NUL",
     "RESPONSE_OBJECTS",
     "Address",
     "Customer",
     "CustomerBalanceTransaction",
     "DeletedCustomer",
     "Event",
+    "Metadata",
     "as_json",
     "customer_field_value",
     "render_balance_transaction",
@@ -37,32 +61,15 @@ __all__ = [
     "render_event",
 ]
 
-NO_NUL: Final[str] = "^[^\\x00]*$"  # the service rejects NUL characters everywhere
 INT64_MIN: Final[int] = -(2**63)
 INT64_MAX: Final[int] = 2**63 - 1
 CURRENCIES: Final[list[str]] = sorted(ISO_4217_EXPONENTS)
 
 # ---------------------------------------------------------------------------------------------------
-# field types (limits written once, taken from the modules that enforce them)
+# field types: the customer's, with their limits, are domain.limits'; these are the responses' own
 # ---------------------------------------------------------------------------------------------------
 
-Text5000 = Annotated[str, Meta(max_length=5000, pattern=NO_NUL)]
-AddressText = Annotated[str, Meta(max_length=validation.ADDRESS_FIELD_MAX, pattern=NO_NUL)]
-Email = Annotated[str, Meta(max_length=validation.MAX_LENGTHS["email"], pattern=NO_NUL)]
-Name = Annotated[str, Meta(max_length=validation.MAX_LENGTHS["name"], pattern=NO_NUL)]
-Phone = Annotated[str, Meta(max_length=validation.MAX_LENGTHS["phone"], pattern=NO_NUL)]
-Description = Annotated[str, Meta(max_length=validation.MAX_LENGTHS["description"], pattern=NO_NUL)]
-BusinessName = Annotated[str, Meta(max_length=validation.MAX_LENGTHS["business_name"], pattern=NO_NUL)]
-IndividualName = Annotated[str, Meta(max_length=validation.MAX_LENGTHS["individual_name"], pattern=NO_NUL)]
-ExternalId = Annotated[
-    str,
-    Meta(
-        max_length=validation.MAX_LENGTHS["external_id"],
-        pattern=NO_NUL,
-        description="Extension: the caller's own id (upsert).",
-    ),
-]
-TransactionDescription = Annotated[str, Meta(max_length=validation.TRANSACTION_DESCRIPTION_MAX, pattern=NO_NUL)]
+ExternalIdField = Annotated[ExternalId, Meta(description="Extension: the caller's own id (upsert).")]
 CustomerId = Annotated[str, Meta(pattern="^cus_[A-Za-z0-9]+$")]
 TransactionId = Annotated[str, Meta(pattern="^cbtxn_[A-Za-z0-9]+$")]
 UnixTime = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX, description="Unix time in seconds.")]
@@ -79,22 +86,6 @@ Amount = Annotated[
         "setting `balance` holds the difference between the two balances.",
     ),
 ]
-MetadataKey = Annotated[
-    str, Meta(min_length=1, max_length=validation.METADATA_KEY_MAX, pattern="^[^\\[\\]\\x00]*$")
-]
-MetadataValue = Annotated[str, Meta(max_length=validation.METADATA_VALUE_MAX, pattern=NO_NUL)]
-Metadata = Annotated[
-    dict[MetadataKey, MetadataValue],
-    Meta(
-        max_length=validation.METADATA_MAX_KEYS,
-        description=f"Up to {validation.METADATA_MAX_KEYS} string pairs.",
-    ),
-]
-Locale = Annotated[str, Meta(pattern=f"^{validation.LOCALE.pattern}$")]
-InvoicePrefix = Annotated[str, Meta(pattern=f"^{validation.INVOICE_PREFIX.pattern}$")]
-InvoiceSequence = Annotated[int, Meta(ge=1, le=10**9)]
-TaxExempt = Literal["exempt", "none", "reverse"]  # validation.TAX_EXEMPT (a unit test holds them equal)
-AmountTaxDisplay = Literal["exclude_tax", "include_inclusive_tax"]  # validation.AMOUNT_TAX_DISPLAY (likewise)
 
 # ---------------------------------------------------------------------------------------------------
 # the objects
@@ -125,8 +116,8 @@ class Shipping(msgspec.Struct, frozen=True, kw_only=True):
 class CustomField(msgspec.Struct, frozen=True, kw_only=True):
     """A custom field shown on the customer's invoices."""
 
-    name: Annotated[str, Meta(max_length=40, pattern=NO_NUL)]
-    value: Annotated[str, Meta(max_length=140, pattern=NO_NUL)]
+    name: CustomFieldName
+    value: CustomFieldValue
 
 
 class RenderingOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,7 +130,7 @@ class RenderingOptions(msgspec.Struct, frozen=True, kw_only=True):
 class InvoiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The customer's default invoice settings."""
 
-    custom_fields: Annotated[list[CustomField], Meta(max_length=validation.MAX_CUSTOM_FIELDS)] | None
+    custom_fields: Annotated[list[CustomField], Meta(max_length=MAX_CUSTOM_FIELDS)] | None
     default_payment_method: None = None
     footer: Text5000 | None
     rendering_options: RenderingOptions | None
@@ -180,7 +171,7 @@ class Customer(msgspec.Struct, frozen=True, kw_only=True):
     description: Description | None
     discount: None = None
     email: Email | None
-    external_id: ExternalId | None
+    external_id: ExternalIdField | None
     individual_name: IndividualName | None
     invoice_prefix: InvoicePrefix
     invoice_settings: InvoiceSettings
@@ -189,7 +180,7 @@ class Customer(msgspec.Struct, frozen=True, kw_only=True):
     name: Name | None
     next_invoice_sequence: InvoiceSequence
     phone: Phone | None
-    preferred_locales: Annotated[list[Locale], Meta(max_length=validation.MAX_LOCALES)]
+    preferred_locales: Annotated[list[Locale], Meta(max_length=MAX_LOCALES)]
     shipping: Shipping | None
     tax_exempt: TaxExempt
     test_clock: None = None

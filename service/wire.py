@@ -1,34 +1,38 @@
 """Request parameter types: what each write operation accepts, with its limits, declared once.
 
 `service/openapi.py` generates the request-body schemas from these types, and `service/params.py`
-takes its accepted parameter names from them (an unknown name is a 400 ``parameter_unknown``).
-Decoding stays with `service/params.py`'s strict scalar pre-pass, because Stripe is stricter than a lax
-decoder (``1.5``, ``1e3`` and ``true`` are not integers; the first offending param, in the order
-received, names the error) and because ``""`` (form) or null (JSON) means *unset*. In the types that
-reads as: a field typed ``X | None`` may be sent as ``""`` or null; a field typed ``X`` may not.
+decodes each request through its type (`service.decoding`: a strict scalar pre-pass, because Stripe is
+stricter than a lax decoder -- ``1.5``, ``1e3`` and ``true`` are not integers -- then `msgspec.convert`);
+an unknown name is a 400 ``parameter_unknown``, one in `UNSUPPORTED_PARAMS` ``parameter_unsupported``.
+``""`` (form) or null (JSON) means *unset*. In the types that reads as: a field typed ``X | None`` may be
+sent as ``""`` or null; a field typed ``X`` may not (a required one is then ``parameter_missing``).
 Every field defaults to UNSET (not sent) except the required ones.
 
-Length limits are the domain's (`domain.validation`), which rejects values past them with the Stripe
-error naming the parameter.
+The field types and their limits are the domain's (`domain.limits`, shared with the response types);
+`domain.validation` checks the same limits on every command and rejects a value past one with the
+Stripe error naming the parameter.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final, get_args
+from collections.abc import Mapping
+from typing import Annotated, Final
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from ledgerd.domain import validation
-from ledgerd.domain.money import MAX_AMOUNT, MAX_BALANCE
-from ledgerd.projections.objects import (
-    CURRENCIES,
-    NO_NUL,
+from ledgerd.domain.limits import (
+    MAX_CUSTOM_FIELDS,
+    MAX_LOCALES,
+    METADATA_MAX_KEYS,
     AddressText,
     AmountTaxDisplay,
     BusinessName,
+    CustomFieldName,
+    CustomFieldValue,
     Description,
     Email,
+    ExternalId,
     IndividualName,
     InvoicePrefix,
     InvoiceSequence,
@@ -41,15 +45,22 @@ from ledgerd.projections.objects import (
     Text5000,
     TransactionDescription,
 )
+from ledgerd.domain.money import MAX_AMOUNT, MAX_BALANCE
+from ledgerd.projections.objects import CURRENCIES
 
 __all__ = [
     "REQUEST_TYPES",
+    "UNSUPPORTED_CUSTOMER_PARAMS",
+    "UNSUPPORTED_PARAMS",
     "AddressParams",
+    "CreatedParams",
     "CustomFieldParams",
     "CustomerCreateParams",
     "CustomerUpdateParams",
     "InvoiceSettingsParams",
+    "ListQuery",
     "RenderingOptionsParams",
+    "SearchQuery",
     "ShippingParams",
     "TransactionCreateParams",
     "TransactionUpdateParams",
@@ -57,17 +68,13 @@ __all__ = [
 ]
 
 ExternalIdParam = Annotated[
-    str,
-    Meta(
-        max_length=validation.MAX_LENGTHS["external_id"],
-        pattern=NO_NUL,
-        description="Extension. On create, a live customer with this external_id is updated and returned instead.",
-    ),
+    ExternalId,
+    Meta(description="Extension. On create, a live customer with this external_id is updated and returned instead."),
 ]
 # On a request, a metadata value of "" (or null) removes its key, and removals do not count against the
 # limit: at most METADATA_MAX_KEYS values, twice as many keys.
 MetadataParam = Annotated[
-    dict[MetadataKey, MetadataValue | None], Meta(max_length=2 * validation.METADATA_MAX_KEYS)
+    dict[MetadataKey, MetadataValue | None], Meta(max_length=2 * METADATA_MAX_KEYS)
 ]
 Expand = Annotated[list[str], Meta(description="Properties to expand.")]  # the paths: service/expand.py
 BalanceParam = Annotated[
@@ -76,7 +83,7 @@ BalanceParam = Annotated[
 CurrencyParam = Annotated[
     str, Meta(description="Extension: the balance's currency.", extra_json_schema={"enum": CURRENCIES})
 ]
-NonEmpty5000 = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NO_NUL)]
+NonEmpty5000 = Annotated[Text5000, Meta(min_length=1)]
 
 
 class AddressParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -95,8 +102,8 @@ class ShippingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class CustomFieldParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=40, pattern=NO_NUL)]
-    value: Annotated[str, Meta(min_length=1, max_length=140, pattern=NO_NUL)]
+    name: Annotated[CustomFieldName, Meta(min_length=1)]
+    value: Annotated[CustomFieldValue, Meta(min_length=1)]
 
 
 class RenderingOptionsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -108,7 +115,7 @@ class InvoiceSettingsParams(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     """`invoice_settings[default_payment_method]` is rejected (parameter_unsupported)."""
 
     custom_fields: (
-        Annotated[list[CustomFieldParams], Meta(max_length=validation.MAX_CUSTOM_FIELDS)] | UnsetType | None
+        Annotated[list[CustomFieldParams], Meta(max_length=MAX_CUSTOM_FIELDS)] | UnsetType | None
     ) = UNSET
     footer: Text5000 | UnsetType | None = UNSET
     rendering_options: RenderingOptionsParams | UnsetType | None = UNSET
@@ -127,7 +134,7 @@ class _ProfileParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     address: AddressParams | UnsetType | None = UNSET
     shipping: ShippingParams | UnsetType | None = UNSET
     invoice_settings: InvoiceSettingsParams | UnsetType | None = UNSET
-    preferred_locales: Annotated[list[Locale], Meta(max_length=validation.MAX_LOCALES)] | UnsetType | None = UNSET
+    preferred_locales: Annotated[list[Locale], Meta(max_length=MAX_LOCALES)] | UnsetType | None = UNSET
     tax_exempt: TaxExempt | UnsetType | None = UNSET
 
 
@@ -139,7 +146,7 @@ class CustomerCreateParams(_ProfileParams, frozen=True, kw_only=True, forbid_unk
     invoice_prefix: InvoicePrefix | UnsetType | None = UNSET
     next_invoice_sequence: InvoiceSequence | UnsetType | None = UNSET
     metadata: (
-        Annotated[MetadataParam, Meta(description=f"Up to {validation.METADATA_MAX_KEYS} key-value pairs for your own use.")] | UnsetType | None
+        Annotated[MetadataParam, Meta(description=f"Up to {METADATA_MAX_KEYS} key-value pairs for your own use.")] | UnsetType | None
     ) = UNSET
     expand: Expand | UnsetType | None = UNSET
     validate: Annotated[bool, Meta(description="Accepted and ignored (Stripe uses it to validate tax ids).")] | UnsetType | None = UNSET
@@ -196,6 +203,41 @@ class TransactionUpdateParams(msgspec.Struct, frozen=True, kw_only=True, forbid_
     expand: Expand | UnsetType | None = UNSET
 
 
+class CreatedParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A list's ``created`` bounds, in unix seconds."""
+
+    gt: int | UnsetType | None = UNSET
+    gte: int | UnsetType | None = UNSET
+    lt: int | UnsetType | None = UNSET
+    lte: int | UnsetType | None = UNSET
+
+
+class ListQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A list's query: the pagination params and every filter (each list takes a subset of them:
+    service/params.py's list_params). Its query parameters are still documented by hand."""
+
+    limit: int | UnsetType | None = UNSET
+    starting_after: str | UnsetType | None = UNSET
+    ending_before: str | UnsetType | None = UNSET
+    expand: list[str] | UnsetType | None = UNSET
+    created: int | CreatedParams | UnsetType | None = UNSET  # created=T is created[gte]=T&created[lte]=T
+    email: str | UnsetType | None = UNSET
+    type: str | UnsetType | None = UNSET
+    types: list[str] | UnsetType | None = UNSET
+    invoice: str | UnsetType | None = UNSET
+    test_clock: str | UnsetType | None = UNSET
+    delivery_success: bool | UnsetType | None = UNSET
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """GET /v1/customers/search."""
+
+    query: str
+    limit: int | UnsetType | None = UNSET
+    page: str | UnsetType | None = UNSET
+    expand: list[str] | UnsetType | None = UNSET
+
+
 # The request types the document's schemas are generated from, by component name.
 REQUEST_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     "address_params": AddressParams,
@@ -215,7 +257,24 @@ def field_names(cls: type[msgspec.Struct]) -> frozenset[str]:
     return frozenset(cls.__struct_fields__)
 
 
-# Which TaxExempt / AmountTaxDisplay values the types allow is checked against the domain's sets by a
-# unit test (Literal types cannot be built from a set).
-TAX_EXEMPT_VALUES: Final[frozenset[str]] = frozenset(get_args(TaxExempt))
-AMOUNT_TAX_DISPLAY_VALUES: Final[frozenset[str]] = frozenset(get_args(AmountTaxDisplay))
+# Stripe params that only make sense for a payments processor, by the type that would take them: they get
+# a precise error instead of "unknown", so a client migrating from Stripe learns why.
+UNSUPPORTED_CUSTOMER_PARAMS: Final[frozenset[str]] = frozenset(
+    {
+        "source",
+        "payment_method",
+        "default_source",
+        "coupon",
+        "promotion_code",
+        "discounts",
+        "test_clock",
+        "tax_id_data",
+        "cash_balance",
+        "tax",
+    }
+)
+UNSUPPORTED_PARAMS: Final[Mapping[type[msgspec.Struct], frozenset[str]]] = {
+    CustomerCreateParams: UNSUPPORTED_CUSTOMER_PARAMS,
+    CustomerUpdateParams: UNSUPPORTED_CUSTOMER_PARAMS,
+    InvoiceSettingsParams: frozenset({"default_payment_method"}),
+}

@@ -21,8 +21,14 @@ from aiohttp import web
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.objects import render_event
 from ledgerd.service.errors import json_response
-from ledgerd.service.params import NO_PARAMS, _check_keys, _integer, _limit, _opt_string, _required, _unset
+from ledgerd.service.params import _limit
 from ledgerd.service.routes import event_row, list_body, path_id, pool_of, read_params
+from ledgerd.service.scalars import NO_PARAMS
+from ledgerd.service.scalars import check_keys as _check_keys
+from ledgerd.service.scalars import integer as _integer
+from ledgerd.service.scalars import opt_string as _opt_string
+from ledgerd.service.scalars import required as _required
+from ledgerd.service.scalars import unset as _unset
 from ledgerd.service.webhooks import events as webhook_events
 from ledgerd.service.webhooks.endpoints import endpoint_path_id, endpoint_row, render_endpoint
 from ledgerd.service.webhooks.signing import new_secret

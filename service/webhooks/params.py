@@ -19,19 +19,17 @@ from ledgerd.domain.errors import InvalidParameter
 from ledgerd.domain.validation import validate_metadata
 from ledgerd.projections.stripe_events import EVENT_TYPES
 from ledgerd.service import versions
-from ledgerd.service.params import (
-    NO_PARAMS,
-    _accept_ignored,
-    _boolean,
-    _check_keys,
-    _metadata,
-    _metadata_patch,
-    _opt_string,
-    _required,
-    _string,
-    _strings,
-    _unset,
-)
+from ledgerd.service.scalars import NO_PARAMS
+from ledgerd.service.scalars import accept_ignored as _accept_ignored
+from ledgerd.service.scalars import boolean as _boolean
+from ledgerd.service.scalars import check_keys as _check_keys
+from ledgerd.service.scalars import metadata as _metadata
+from ledgerd.service.scalars import metadata_patch as _metadata_patch
+from ledgerd.service.scalars import opt_string as _opt_string
+from ledgerd.service.scalars import required as _required
+from ledgerd.service.scalars import string as _string
+from ledgerd.service.scalars import strings as _strings
+from ledgerd.service.scalars import unset as _unset
 from ledgerd.service.webhooks.config import IPNetwork
 from ledgerd.service.webhooks.ssrf import is_allowed, literal_address
 

@@ -20,6 +20,7 @@ from ledgerd.domain.customer import (
 )
 from ledgerd.domain.errors import InvalidParameter
 from ledgerd.domain.money import MAX_AMOUNT
+from ledgerd.domain.values import RenderingOptions
 from ledgerd.projections import balance_transactions, customers
 from ledgerd.projections import objects as wire_objects
 from ledgerd.service import params, wire
@@ -133,9 +134,20 @@ def test_the_params_layer_accepts_exactly_the_request_types_fields() -> None:
     assert (caught.value.param, caught.value.code) == ("amount", "parameter_unknown")
 
 
-def test_enumerations_match_the_domain() -> None:
-    assert wire.TAX_EXEMPT_VALUES == validation.TAX_EXEMPT
-    assert wire.AMOUNT_TAX_DISPLAY_VALUES == validation.AMOUNT_TAX_DISPLAY
+def test_the_documented_enumerations_are_what_the_domain_accepts() -> None:
+    """The request type's enums (what the document states) are exactly what validation lets through."""
+    defs = msgspec.json.schema(wire.CustomerCreateParams)["$defs"]
+    [tax_exempt, _] = defs["CustomerCreateParams"]["properties"]["tax_exempt"]["anyOf"]
+    for value in tax_exempt["enum"]:
+        validation.validate(create({"tax_exempt": value}).create)
+    with pytest.raises(InvalidParameter) as caught:
+        validation.validate(create({"tax_exempt": "bogus"}).create)
+    assert caught.value.message == "Invalid tax_exempt: 'bogus'; must be one of none, exempt, reverse."
+    [display, _] = defs["RenderingOptionsParams"]["properties"]["amount_tax_display"]["anyOf"]
+    for value in display["enum"]:
+        validation.validate_rendering(RenderingOptions(amount_tax_display=value))
+    with pytest.raises(InvalidParameter):
+        validation.validate_rendering(RenderingOptions(amount_tax_display="bogus"))
 
 
 def test_request_types_forbid_unknown_fields_and_hold_the_limits() -> None:
