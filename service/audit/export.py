@@ -127,35 +127,23 @@ async def export_jsonl(
     def encode(rows: list[Any]) -> bytes:
         lines: list[ExportLine] = []
         add, update = lines.append, running.update
-        for (
-            position,
-            tx_id,
-            stream_id,
-            version,
-            event_id,
-            event_type,
-            schema,
-            us,
-            stored,
-            canonical,
-            data,
-            meta,
-        ) in rows:
+        for row in rows:  # the columns of SQL_EXPORT_BATCH, by index
+            stored, canonical = row[8], row[9]
             update(stored)
             if canonical is not None:
                 data, meta = documents(canonical)
             else:
-                data, meta = msgspec.Raw(data.encode()), msgspec.Raw(meta.encode())
+                data, meta = msgspec.Raw(row[10].encode()), msgspec.Raw(row[11].encode())
             add(
                 ExportLine(
-                    position=position,
-                    tx_id=tx_id,
-                    stream_id=stream_id,
-                    stream_version=version,
-                    event_id=event_id,
-                    event_type=event_type,
-                    schema_version=schema,
-                    recorded_at_us=us,
+                    position=row[0],
+                    tx_id=row[1],
+                    stream_id=row[2],
+                    stream_version=row[3],
+                    event_id=row[4],
+                    event_type=row[5],
+                    schema_version=row[6],
+                    recorded_at_us=row[7],
                     data=data,
                     metadata=meta,
                     hash=stored.hex(),
