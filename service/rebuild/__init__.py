@@ -26,6 +26,9 @@
 
 Comparing the live projections with a fresh replay (bulk, then the tail, into a private schema) is
 service/audit/drift.py's `check_drift`.
+
+Modules: `shadow` (step 1), `bulk` (step 2's bulk replay), `replay` (the incremental replay through the
+live rows: step 2's catch-up and step 3's tail), `swap` (`rebuild` itself and step 3).
 """
 
 from __future__ import annotations

@@ -178,5 +178,9 @@ async def _bulk_replay(
                 if future is not None:
                     future.cancel()
             executor.shutdown(wait=True)
-    fold.take_changes()  # everything so far was copied in whole; later replays write what changes
+    # Everything so far was copied in whole; later replays write what changes from here. (Not
+    # take_changes(): it would render every row once more, to throw them away.)
+    fold.dirty_customers.clear()
+    fold.dirty_transactions.clear()
+    fold.feed.clear()
     return ReplayResult(cursor, total, fold)
