@@ -63,7 +63,8 @@ def project(
     store fills them in from the appended events)."""
     state = before
     changed: dict[str, BalanceTransactionState] = {}
-    positions: dict[str, int | None] = dict(transaction_positions or {})
+    known = transaction_positions or {}  # a replay's positions of every entry so far: read, never copied
+    positions: dict[str, int | None] = {}  # of the entries these events create
     created = False
     for source, event in events:
         state = evolve(state, event)
@@ -78,7 +79,10 @@ def project(
             if previous is not None:  # history is history: an update of an unknown entry changes no row
                 changed[event.transaction_id] = transaction_updated(previous, event)
     customer_row = customers.row(state, customer_position)
-    rows = {tid: balance_transactions.row(txn, positions.get(tid)) for tid, txn in changed.items()}
+    rows = {
+        tid: balance_transactions.row(txn, positions[tid] if tid in positions else known.get(tid))
+        for tid, txn in changed.items()
+    }
     new = frozenset(e.transaction_id for _, e in events if isinstance(e, BalanceAdjusted))
     return Projected(
         state=state,

@@ -61,13 +61,25 @@ WHERE e.canonical IS NULL
              || e.canonical) IS DISTINCT FROM e.hash
 """
 # The columns agree with the canonical bytes the chain hashes (domain/log.py's canonical_bytes layout,
-# spelled in SQL; parsed as JSON by the server and compared as jsonb: the same documents, whatever the
-# key order; numbers compare by value, so 1 and 1.0 are equal here). Streams with a disagreeing event need the row-by-row walk, which names it.
+# spelled in SQL): the bytes are parsed as JSON once per event (`c`) and each column is compared with its
+# element; the documents compare as jsonb (whatever the key order; numbers by value, so 1 and 1.0 are
+# equal here), the scalars as their text or number. `IS NOT TRUE`: a NULL column fails too. Streams with a
+# disagreeing event need the row-by-row walk, which names it.
+# `c` is marked volatile (clock_timestamp(), which is parallel safe) so that the planner neither pulls the
+# subquery up nor pushes the comparison down into the scan, which would parse the bytes once per element
+# compared (9 times); the parse is most of the cost. Comparing the parsed bytes with one
+# jsonb_build_array of the columns instead (the previous form) rebuilds every event's documents: ~1.4x
+# slower (bench/AUDIT_RESULTS.md).
 SQL_CHAIN_COLUMNS = f"""
-SELECT DISTINCT stream_id FROM events
-WHERE canonical IS NOT NULL
-  AND convert_from(canonical, 'UTF8')::jsonb IS DISTINCT FROM jsonb_build_array(
-      stream_id, stream_version, event_id, event_type, schema_version, {RECORDED_US}, data, metadata)
+SELECT DISTINCT stream_id FROM (
+    SELECT CASE WHEN clock_timestamp() IS NOT NULL THEN convert_from(canonical, 'UTF8')::jsonb END AS c,
+           stream_id, stream_version, event_id, event_type, schema_version, {RECORDED_US} AS recorded_us,
+           data, metadata
+    FROM events WHERE canonical IS NOT NULL
+) e
+WHERE (jsonb_array_length(c) = 8 AND c ->> 0 = stream_id AND (c ->> 1)::bigint = stream_version
+       AND c ->> 2 = event_id AND c ->> 3 = event_type AND (c ->> 4)::int = schema_version
+       AND (c ->> 5)::bigint = recorded_us AND c -> 6 = data AND c -> 7 = metadata) IS NOT TRUE
 """
 SQL_STREAM_HEADS = """
 SELECT s.stream_id, s.version, s.head_hash, e.max_version, h.hash AS last_hash
@@ -356,4 +368,3 @@ async def check_stream_heads(conn: asyncpg.Connection, *, limit: int = DEFAULT_L
     result.stats = {"streams": await conn.fetchval("SELECT count(*) FROM streams")}
     result.seconds = time.monotonic() - started
     return result
-

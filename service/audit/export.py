@@ -71,21 +71,19 @@ class ImportLine(msgspec.Struct, kw_only=True):
         )
 
 
-# Each line is built around its documents: the server renders the fields before them (`head`, the
-# same bytes msgspec writes for an ExportLine) and the documents come from the canonical bytes, what
-# the hash covers (no jsonb -> text conversion in the server, ~5 us per event); from the columns only
-# for events appended before migration 0006.
+# Each line is an ExportLine encoded by msgspec, its documents taken from the canonical bytes (what the
+# hash covers: no jsonb -> text conversion in the server, ~5 us per event), from the columns only for
+# events appended before migration 0006. The server sends the columns as they are: rendering the line's
+# head in SQL (to_json, concatenation) cost it more than reading the event (bench/AUDIT_RESULTS.md).
 SQL_EXPORT_BATCH = """
-SELECT '{{"position":' || position || ',"tx_id":' || tx_id || ',"stream_id":' || to_json(stream_id)
-       || ',"stream_version":' || stream_version || ',"event_id":' || to_json(event_id)
-       || ',"event_type":' || to_json(event_type) || ',"schema_version":' || schema_version
-       || ',"recorded_at_us":' || (extract(epoch FROM recorded_at) * 1000000)::bigint || ',"data":' AS head,
-       CASE WHEN canonical IS NULL THEN data::text END, CASE WHEN canonical IS NULL THEN metadata::text END,
-       hash, canonical, tx_id, position
+SELECT position, tx_id, stream_id, stream_version, event_id, event_type, schema_version,
+       (extract(epoch FROM recorded_at) * 1000000)::bigint, hash, canonical,
+       CASE WHEN canonical IS NULL THEN data::text END, CASE WHEN canonical IS NULL THEN metadata::text END
 FROM events
 WHERE (tx_id, position) > ($1, $2) AND tx_id < $3 {filters}
 ORDER BY tx_id, position LIMIT $4
 """
+_encode_lines = msgspec.json.Encoder().encode_lines
 
 
 @dataclass
@@ -127,16 +125,31 @@ async def export_jsonl(
     documents = canonical_raw_documents
 
     def encode(rows: list[Any]) -> bytes:
-        parts: list[Any] = []
-        add, update = parts.extend, running.update
-        for head, data, meta, stored, canonical, _, _ in rows:
+        lines: list[ExportLine] = []
+        add, update = lines.append, running.update
+        for row in rows:  # the columns of SQL_EXPORT_BATCH, by index
+            stored, canonical = row[8], row[9]
             update(stored)
             if canonical is not None:
                 data, meta = documents(canonical)
             else:
-                data, meta = data.encode(), meta.encode()
-            add((head.encode(), data, b',"metadata":', meta, b',"hash":"', stored.hex().encode(), b'"}\n'))
-        return b"".join(parts)
+                data, meta = msgspec.Raw(row[10].encode()), msgspec.Raw(row[11].encode())
+            add(
+                ExportLine(
+                    position=row[0],
+                    tx_id=row[1],
+                    stream_id=row[2],
+                    stream_version=row[3],
+                    event_id=row[4],
+                    event_type=row[5],
+                    schema_version=row[6],
+                    recorded_at_us=row[7],
+                    data=data,
+                    metadata=meta,
+                    hash=stored.hex(),
+                )
+            )
+        return _encode_lines(lines)
 
     # Pipelined: the server produces the next batch while this one is encoded and written.
     pending: asyncio.Future[Any] | None = asyncio.ensure_future(
@@ -147,13 +160,13 @@ async def export_jsonl(
             rows = await pending
             pending = None
             if len(rows) == batch:
-                cursor = GlobalCursor(rows[-1][-2], rows[-1][-1])
+                cursor = GlobalCursor(rows[-1][1], rows[-1][0])
                 pending = asyncio.ensure_future(
                     conn.fetch(query, cursor.tx_id, cursor.position, horizon, batch, *extra)
                 )
             if rows:
                 out.write(encode(rows))
-                cursor = GlobalCursor(rows[-1][-2], rows[-1][-1])
+                cursor = GlobalCursor(rows[-1][1], rows[-1][0])
                 summary.events += len(rows)
                 if progress is not None:
                     progress("export", summary.events, None)
@@ -287,4 +300,3 @@ def verify_export(
         result.stats = {"events": events}
         check.digest = result
     return check
-
