@@ -27,6 +27,20 @@ from ledgerd.projections.objects import (
 )
 from ledgerd.projections.sql import Rows
 from ledgerd.service import expand, forms, history, params, pointintime, search, versions
+from ledgerd.service.appkeys import (
+    ACCOUNT,
+    API_KEY_ID,
+    CONFIG,
+    DATABASE,
+    LIVEMODE,
+    METRICS,
+    POOL,
+    REPLAYED,
+    REQUEST_ID,
+    RUNNER,
+    STORE,
+    TEST_MODE,
+)
 from ledgerd.service.commands.handle import handle
 from ledgerd.service.commands.idempotency import IdempotencyRequest
 from ledgerd.service.commands.requests import CommandRequest, Executable, Outcome, RequestContext
@@ -51,20 +65,20 @@ routes = web.RouteTableDef()
 
 def now_us(request: web.Request) -> int:
     """The caller's clock: the wall clock, or the account's test clock on an ephemeral ledger."""
-    test_mode = request.app.get("test_mode")
+    test_mode = request.app.get(TEST_MODE)
     if test_mode is not None:
-        now: int = test_mode.now_us(request["account"])
+        now: int = test_mode.now_us(request[ACCOUNT])
         return now
     return time.time_ns() // 1000
 
 
 def store_of(request: web.Request) -> PostgresEventStore:
-    store: PostgresEventStore = request.app["store"]
+    store: PostgresEventStore = request.app[STORE]
     return store
 
 
 def pool_of(request: web.Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app["pool"]
+    pool: asyncpg.Pool = request.app[POOL]
     return pool
 
 
@@ -112,14 +126,14 @@ async def read_only_expand(
 
 def context_of(request: web.Request) -> RequestContext:
     return RequestContext(
-        account=request["account"],
-        livemode=request["livemode"],
+        account=request[ACCOUNT],
+        livemode=request[LIVEMODE],
         occurred_at_us=now_us(request),
-        request_id=request["request_id"],
-        api_key_id=request["api_key_id"],
+        request_id=request[REQUEST_ID],
+        api_key_id=request[API_KEY_ID],
         # The database's clock (plan.py, recording_time), except on an ephemeral ledger: one process owns its
         # database there, and the account's test clock (frozen or advanced by the test) must date its events.
-        store_clock=request.app.get("test_mode") is None,
+        store_clock=request.app.get(TEST_MODE) is None,
     )
 
 
@@ -144,8 +158,8 @@ def respond(outcome: Outcome, request: web.Request, body: bytes | None = None) -
     if key:
         headers["Idempotency-Key"] = key.strip()
     if outcome.replayed:
-        request["replayed"] = True
-        request.app["metrics"].idempotent_replays.inc()
+        request[REPLAYED] = True
+        request.app[METRICS].idempotent_replays.inc()
         headers["Idempotent-Replayed"] = "true"
         original = outcome.original_request_id
         if original:
@@ -153,7 +167,7 @@ def respond(outcome: Outcome, request: web.Request, body: bytes | None = None) -
         if outcome.status >= 400:
             headers["Stripe-Should-Retry"] = "false"
     else:
-        request.app["metrics"].events_appended.inc(len(outcome.events))
+        request.app[METRICS].events_appended.inc(len(outcome.events))
     return json_response(outcome.status, outcome.response if body is None else body, headers)
 
 
@@ -169,7 +183,7 @@ async def run_command(
     expander: Expander | None = None,
 ) -> web.Response:
     outcome = await handle(
-        request.app["runner"],
+        request.app[RUNNER],
         CommandRequest(
             command,
             context_of(request),
@@ -204,8 +218,8 @@ async def customer_row(conn: Any, request: web.Request, customer_id: str) -> asy
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT * FROM customers WHERE id = $1 AND account = $2 AND livemode = $3",
         customer_id,
-        request["account"],
-        request["livemode"],
+        request[ACCOUNT],
+        request[LIVEMODE],
     )
     return row
 
@@ -316,8 +330,8 @@ async def create_customer(request: web.Request) -> web.Response:
         transaction_id=new_id("cbtxn_", 24),
         invoice_prefix=invoice_prefix(),
         occurred_at_us=now_us(request),
-        account=request["account"],
-        livemode=request["livemode"],
+        account=request[ACCOUNT],
+        livemode=request[LIVEMODE],
         default_currency=settings_of(request).default_currency,
     )
     return await run_command(request, command, payload, customer_renderer(tree))
@@ -329,8 +343,8 @@ async def search_customers(request: web.Request) -> web.Response:
     tree = list_expansion(request, options.expand, expand.CUSTOMER_LIST, search=True)
     where, values = search.compile(search.parse(options.query), first_param=3)
     sql = f"SELECT * FROM customers WHERE account = $1 AND livemode = $2 AND NOT deleted AND ({where})"
-    arguments: list[Any] = [request["account"], request["livemode"], *values]
-    lag_s = request.app["config"].search_lag_s
+    arguments: list[Any] = [request[ACCOUNT], request[LIVEMODE], *values]
+    lag_s = request.app[CONFIG].search_lag_s
     if lag_s:  # eventually consistent, like Stripe's: a customer written in the last lag_s is not found yet
         arguments.append(now_us(request) / 1_000_000 - lag_s)
         sql += (
@@ -367,7 +381,7 @@ async def list_customers(request: web.Request) -> web.Response:
     query = PagedQuery("customers", "customer", request)
     query.where("NOT deleted")
     if options.email is not None:
-        if request.app["config"].strict:  # Stripe matches the list filter `email` case-sensitively
+        if request.app[CONFIG].strict:  # Stripe matches the list filter `email` case-sensitively
             query.where("email = {}", options.email)
         else:
             query.where("lower(email) = lower({})", options.email)
@@ -389,7 +403,7 @@ async def retrieve_customer(request: web.Request) -> web.Response:
     if as_of is not None:
         async with pool_of(request).acquire() as conn:
             past = await pointintime.customer_state_as_of(
-                conn, request["account"], request["livemode"], customer_id, as_of
+                conn, request[ACCOUNT], request[LIVEMODE], customer_id, as_of
             )
         if past is None:
             raise customer_missing(customer_id)
@@ -476,7 +490,7 @@ async def balance_transactions_then(
     request: web.Request, customer_id: str, as_of: int, options: params.ListParams, tree: expand.Tree
 ) -> web.Response:
     """The ledger as it stood at `as_of`, folded from the log (an extension); pages like the live list."""
-    account, livemode = request["account"], request["livemode"]
+    account, livemode = request[ACCOUNT], request[LIVEMODE]
     async with pool_of(request).acquire() as conn:
         customer = await pointintime.customer_as_of(conn, account, livemode, customer_id, as_of)
         if customer is None or customer.get("deleted"):
@@ -526,8 +540,8 @@ async def customer_history(request: web.Request) -> web.Response:
     async with pool_of(request).acquire() as conn:
         page = await history.history_page(
             conn,
-            request["account"],
-            request["livemode"],
+            request[ACCOUNT],
+            request[LIVEMODE],
             customer_id,
             limit=options.limit,
             starting_after=options.starting_after,
@@ -602,8 +616,8 @@ async def event_row(request: web.Request, event_id: str) -> asyncpg.Record:
     row: asyncpg.Record | None = await pool_of(request).fetchrow(
         "SELECT * FROM stripe_events WHERE id = $1 AND account = $2 AND livemode = $3",
         event_id,
-        request["account"],
-        request["livemode"],
+        request[ACCOUNT],
+        request[LIVEMODE],
     )
     if row is None:
         raise ResourceMissing(f"No such event: '{event_id}'", param="id")
@@ -629,7 +643,7 @@ class PagedQuery:
         self.noun = noun
         self.order = "position, seq" if table == "stripe_events" else "position"
         self.conditions = ["account = $1", "livemode = $2"]
-        self.values: list[Any] = [request["account"], request["livemode"]]
+        self.values: list[Any] = [request[ACCOUNT], request[LIVEMODE]]
         self.cursor_scope: dict[str, Any] = {}  # a cursor must be an object of this list, not just any
 
     def where(self, condition: str, *values: Any) -> None:
@@ -707,8 +721,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    if request.app["pool"] is None:  # still connecting (or migrating) in the background
-        problem = request.app["database"].problem or "connecting to the database"
+    if request.app[POOL] is None:  # still connecting (or migrating) in the background
+        problem = request.app[DATABASE].problem or "connecting to the database"
         raise unavailable(f"Not ready: {problem}.")
     await pool_of(request).fetchval("SELECT 1")
     return json_response(200, b'{"status":"ready"}')

@@ -18,6 +18,7 @@ from aiohttp import web
 from ledgerd.domain.customer import merge_metadata
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.service import expand, params
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_CONFIG
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
 from ledgerd.service.routes import PagedQuery, list_body, now_us, pool_of, read_only_expand, read_params
@@ -55,7 +56,7 @@ def render_endpoint(row: Any, *, with_secret: bool = False) -> dict[str, Any]:
 
 
 def config_of(request: web.Request) -> WebhookConfig:
-    config: WebhookConfig = request.app["webhook_config"]
+    config: WebhookConfig = request.app[WEBHOOK_CONFIG]
     return config
 
 
@@ -72,8 +73,8 @@ async def endpoint_row(conn: Any, request: web.Request, endpoint_id: str, *, loc
         "SELECT * FROM webhook_endpoints WHERE id = $1 AND account = $2 AND livemode = $3 AND NOT deleted"
         + (" FOR UPDATE" if lock else ""),
         endpoint_id,
-        request["account"],
-        request["livemode"],
+        request[ACCOUNT],
+        request[LIVEMODE],
     )
     if row is None:
         raise ResourceMissing(f"No such webhook endpoint: '{endpoint_id}'", param="id")
@@ -84,11 +85,11 @@ async def endpoint_row(conn: Any, request: web.Request, endpoint_id: str, *, loc
 async def create_endpoint(request: web.Request) -> web.Response:
     payload = await read_params(request)
     config = config_of(request)
-    spec = endpoint_params.endpoint_create(payload, livemode=request["livemode"], allow=config.allow_cidrs)
+    spec = endpoint_params.endpoint_create(payload, livemode=request[LIVEMODE], allow=config.allow_cidrs)
     endpoint_id = "we_" + random_token(24)
     secret = new_secret()
     at_us = now_us(request)
-    account, livemode = request["account"], request["livemode"]
+    account, livemode = request[ACCOUNT], request[LIVEMODE]
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:
@@ -148,7 +149,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
     payload = await read_params(request)
     endpoint_id = endpoint_path_id(request)
     change = endpoint_params.endpoint_update(
-        payload, livemode=request["livemode"], allow=config_of(request).allow_cidrs
+        payload, livemode=request[LIVEMODE], allow=config_of(request).allow_cidrs
     )
     at_us = now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():

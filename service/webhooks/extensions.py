@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.objects import render_event
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_DELIVERER
 from ledgerd.service.errors import json_response
 from ledgerd.service.params import _limit
 from ledgerd.service.routes import event_row, list_body, path_id, pool_of, read_params
@@ -59,7 +60,7 @@ ON CONFLICT (event_id, endpoint_id) DO UPDATE SET state = 'pending', due_at = no
 
 
 def wake(request: web.Request) -> None:
-    deliverer = request.app.get("webhook_deliverer")
+    deliverer = request.app.get(WEBHOOK_DELIVERER)
     if deliverer is not None:
         deliverer.wake()
 
@@ -73,7 +74,7 @@ async def retry_event(request: web.Request) -> web.Response:
     async with pool_of(request).acquire() as conn, conn.transaction():
         endpoint = await conn.fetchrow(
             "SELECT status FROM webhook_endpoints WHERE id = $1 AND account = $2 AND livemode = $3 AND NOT deleted",
-            endpoint_id, request["account"], request["livemode"],
+            endpoint_id, request[ACCOUNT], request[LIVEMODE],
         )
         if endpoint is None:
             raise ResourceMissing(f"No such webhook endpoint: '{endpoint_id}'", param="webhook_endpoint")
