@@ -4,7 +4,7 @@ Endpoints are configuration, kept in ordinary tables (migrations/0012_webhooks.s
 what an endpoint receives (enabled_events, disabled, delete) also appends a row to
 `webhook_subscriptions`, so the dispatcher sends each event to the endpoints subscribed when the event
 was recorded. `secret` is only in the create response. Subscriptions are dated by the caller's clock
-(routes.now_us: an ephemeral ledger's account clock), the clock that dates the account's events, so an
+(routes.plumbing.caller_now_us: an ephemeral ledger's account clock), the clock that dates the account's events, so an
 endpoint created under a frozen test clock receives the events that follow.
 """
 
@@ -17,18 +17,22 @@ from aiohttp import web
 
 from ledgerd.domain.customer import merge_metadata
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
+from ledgerd.projections.reads import Listing
 from ledgerd.service import expand, params
-from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_CONFIG
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_CONFIG, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
-from ledgerd.service.routes import PagedQuery, list_body, now_us, pool_of, read_only_expand, read_params
+from ledgerd.service.routes import paging
+from ledgerd.service.routes.plumbing import caller_now_us, list_body, read_only_expand, read_params
 from ledgerd.service.store.postgres import to_timestamp
 from ledgerd.service.webhooks import idempotent
 from ledgerd.service.webhooks import params as endpoint_params
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.signing import new_secret
+from ledgerd.service.webhooks.sql import statements
 
 routes = web.RouteTableDef()
+ENDPOINTS = Listing("webhook endpoint", statements, "endpoint_cursor", "endpoints_older", "endpoints_newer")
 
 NO_FILTERS: frozenset[str] = frozenset()
 SQL_SUBSCRIBE = """
@@ -88,7 +92,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     spec = endpoint_params.endpoint_create(payload, livemode=request[LIVEMODE], allow=config.allow_cidrs)
     endpoint_id = "we_" + random_token(24)
     secret = new_secret()
-    at_us = now_us(request)
+    at_us = caller_now_us(request)
     account, livemode = request[ACCOUNT], request[LIVEMODE]
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
@@ -131,9 +135,8 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=NO_FILTERS)
     expand.parse(options.expand, expand.EVENT_LIST)  # a list of endpoints: nothing is expandable
-    query = PagedQuery("webhook_endpoints", "webhook endpoint", request)
-    query.where("NOT deleted")
-    rows, has_more = await query.fetch(pool_of(request), options)
+    where = [request[ACCOUNT], request[LIVEMODE]]
+    rows, has_more = await paging.fetch_page(pool_of(request), ENDPOINTS, options, where)
     return json_response(200, list_body("/v1/webhook_endpoints", [render_endpoint(row) for row in rows], has_more))
 
 
@@ -151,7 +154,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
     change = endpoint_params.endpoint_update(
         payload, livemode=request[LIVEMODE], allow=config_of(request).allow_cidrs
     )
-    at_us = now_us(request)
+    at_us = caller_now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:
@@ -203,7 +206,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 async def delete_endpoint(request: web.Request) -> web.Response:
     payload, _ = await read_only_expand(request, expand.NOTHING)
     endpoint_id = endpoint_path_id(request)
-    at_us = now_us(request)
+    at_us = caller_now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:

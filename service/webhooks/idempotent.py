@@ -15,7 +15,7 @@ from ledgerd.domain.errors import Conflict
 from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, REPLAYED, REQUEST_ID
 from ledgerd.service.commands.idempotency import IdempotencyRequest, check_replay
 from ledgerd.service.errors import json_response
-from ledgerd.service.routes import idempotency_of
+from ledgerd.service.routes.plumbing import idempotency_of
 from ledgerd.service.store.base import IdempotencyRecord
 
 SQL_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"

@@ -137,3 +137,18 @@ WITH attempt AS (
     UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $3 AND failing_since IS NOT NULL
 )
 SELECT 1
+
+-- name: endpoint_cursor
+-- GET /v1/webhook_endpoints, newest first by `position` (paged as the projections' lists: service/routes/paging.py)
+SELECT position FROM webhook_endpoints WHERE id = $1 AND account = $2 AND livemode = $3
+
+-- name: endpoints_older
+-- $1 account, $2 livemode, $3 cursor position, $4 limit
+SELECT * FROM webhook_endpoints
+WHERE account = $1 AND livemode = $2 AND NOT deleted AND position < coalesce($3::bigint, 9223372036854775807)
+ORDER BY position DESC LIMIT $4
+
+-- name: endpoints_newer
+SELECT * FROM webhook_endpoints
+WHERE account = $1 AND livemode = $2 AND NOT deleted AND position > $3::bigint
+ORDER BY position ASC LIMIT $4
