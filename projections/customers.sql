@@ -1,7 +1,8 @@
--- The reads of the customers projection (projections/customers.py writes it). Lists are newest first by
--- `position`; a page "older" than a cursor (or from the newest: a NULL cursor) runs down the index, a page
--- "newer" than one up it. Each list statement takes its filters after account and mode, then the cursor's
--- sort key, then the page size (service/routes/paging.py).
+-- The reads of the customers projection (projections/customers.py writes it). The list is newest first by
+-- `position`: "older" reads down the index from a cursor (NULL: from the newest), "newer" up it. Each list
+-- statement takes account and mode, its filters (NULL: not filtered), then the cursor, then the page size;
+-- it runs with a custom plan (service/routes/paging.py), so a filter left out folds away and one given can
+-- use its index.
 
 -- name: customer
 SELECT * FROM customers WHERE id = $1 AND account = $2 AND livemode = $3
@@ -10,14 +11,16 @@ SELECT * FROM customers WHERE id = $1 AND account = $2 AND livemode = $3
 SELECT position FROM customers WHERE id = $1 AND account = $2 AND livemode = $3
 
 -- name: customers_older
--- $1 account, $2 livemode, $3-$6 created gt/gte/lt/lte, $7 match none, $8 cursor position, $9 limit
+-- $1 account, $2 livemode, $3-$6 created gt/gte/lt/lte, $7 match none, $8 email, $9 strict (match `email`
+-- exactly, as Stripe does, not case-insensitively), $10 cursor position, $11 limit
 SELECT * FROM customers
 WHERE account = $1 AND livemode = $2 AND NOT deleted
   AND ($3::bigint IS NULL OR created > $3) AND ($4::bigint IS NULL OR created >= $4)
   AND ($5::bigint IS NULL OR created < $5) AND ($6::bigint IS NULL OR created <= $6)
   AND NOT $7::boolean
-  AND position < coalesce($8::bigint, 9223372036854775807)
-ORDER BY position DESC LIMIT $9
+  AND ($8::text IS NULL OR CASE WHEN $9::boolean THEN email = $8 ELSE lower(email) = lower($8) END)
+  AND position < coalesce($10::bigint, 9223372036854775807)
+ORDER BY position DESC LIMIT $11
 
 -- name: customers_newer
 SELECT * FROM customers
@@ -25,8 +28,9 @@ WHERE account = $1 AND livemode = $2 AND NOT deleted
   AND ($3::bigint IS NULL OR created > $3) AND ($4::bigint IS NULL OR created >= $4)
   AND ($5::bigint IS NULL OR created < $5) AND ($6::bigint IS NULL OR created <= $6)
   AND NOT $7::boolean
-  AND position > $8::bigint
-ORDER BY position ASC LIMIT $9
+  AND ($8::text IS NULL OR CASE WHEN $9::boolean THEN email = $8 ELSE lower(email) = lower($8) END)
+  AND position > $10::bigint
+ORDER BY position ASC LIMIT $11
 
 -- name: customers_count
 SELECT count(*) FROM customers
@@ -34,35 +38,4 @@ WHERE account = $1 AND livemode = $2 AND NOT deleted
   AND ($3::bigint IS NULL OR created > $3) AND ($4::bigint IS NULL OR created >= $4)
   AND ($5::bigint IS NULL OR created < $5) AND ($6::bigint IS NULL OR created <= $6)
   AND NOT $7::boolean
-
--- name: customers_by_email_older
--- The list filtered by `email`, through the index customers_by_email: matched case-insensitively, or exactly
--- when $9 (strict: Stripe's own matching).
--- $1 account, $2 livemode, $3-$6 created gt/gte/lt/lte, $7 match none, $8 email, $9 strict,
--- $10 cursor position, $11 limit
-SELECT * FROM customers
-WHERE account = $1 AND livemode = $2 AND NOT deleted
-  AND ($3::bigint IS NULL OR created > $3) AND ($4::bigint IS NULL OR created >= $4)
-  AND ($5::bigint IS NULL OR created < $5) AND ($6::bigint IS NULL OR created <= $6)
-  AND NOT $7::boolean
-  AND lower(email) = lower($8::text) AND (NOT $9::boolean OR email = $8)
-  AND position < coalesce($10::bigint, 9223372036854775807)
-ORDER BY position DESC LIMIT $11
-
--- name: customers_by_email_newer
-SELECT * FROM customers
-WHERE account = $1 AND livemode = $2 AND NOT deleted
-  AND ($3::bigint IS NULL OR created > $3) AND ($4::bigint IS NULL OR created >= $4)
-  AND ($5::bigint IS NULL OR created < $5) AND ($6::bigint IS NULL OR created <= $6)
-  AND NOT $7::boolean
-  AND lower(email) = lower($8::text) AND (NOT $9::boolean OR email = $8)
-  AND position > $10::bigint
-ORDER BY position ASC LIMIT $11
-
--- name: customers_by_email_count
-SELECT count(*) FROM customers
-WHERE account = $1 AND livemode = $2 AND NOT deleted
-  AND ($3::bigint IS NULL OR created > $3) AND ($4::bigint IS NULL OR created >= $4)
-  AND ($5::bigint IS NULL OR created < $5) AND ($6::bigint IS NULL OR created <= $6)
-  AND NOT $7::boolean
-  AND lower(email) = lower($8::text) AND (NOT $9::boolean OR email = $8)
+  AND ($8::text IS NULL OR CASE WHEN $9::boolean THEN email = $8 ELSE lower(email) = lower($8) END)

@@ -35,14 +35,6 @@ event_queries = partial(queries_of, "stripe_events")
 CUSTOMERS = Listing(
     "customer", customer_queries, "customer_cursor", "customers_older", "customers_newer", "customers_count"
 )
-CUSTOMERS_BY_EMAIL = Listing(
-    "customer",
-    customer_queries,
-    "customer_cursor",
-    "customers_by_email_older",
-    "customers_by_email_newer",
-    "customers_by_email_count",
-)
 BALANCE_TRANSACTIONS = Listing(
     "customer balance transaction",
     transaction_queries,
@@ -52,9 +44,6 @@ BALANCE_TRANSACTIONS = Listing(
     "balance_transactions_count",
 )
 EVENTS = Listing("event", event_queries, "event_cursor", "events_older", "events_newer", key_width=2)
-EVENTS_OF_TYPE = Listing(
-    "event", event_queries, "event_cursor", "events_of_type_older", "events_of_type_newer", key_width=2
-)
 
 
 async def find_customer(conn: Any, account: str, livemode: bool, customer_id: str) -> Any:

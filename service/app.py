@@ -27,7 +27,6 @@ from ledgerd.service.appkeys import (
     METRICS,
     POOL,
     RUNNER,
-    STORE,
     TEST_MODE,
     WEBHOOK_CONFIG,
 )
@@ -214,10 +213,9 @@ async def establish(app: web.Application, config: Config, database: Database) ->
         else None
     )
     runner: Runner = committer if committer is not None else SoloRunner(store)
-    app[STORE] = store
     app[RUNNER] = runner
     app[COMMITTER] = committer
-    app[POOL] = pool  # last: a request that sees the pool finds the store and the runner too
+    app[POOL] = pool  # last: a request that sees the pool finds the runner too
     database.problem = None
     database.ready.set()
     database.attempted.set()

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from ledgerd.service.commands.runner import Runner
     from ledgerd.service.config import Config
     from ledgerd.service.observability import Metrics
-    from ledgerd.service.store.postgres import PostgresEventStore
     from ledgerd.service.testmode import TestMode
     from ledgerd.service.webhooks.config import WebhookConfig
     from ledgerd.service.webhooks.delivery import Deliverer
@@ -30,8 +29,7 @@ DATABASE: web.AppKey[Database] = web.AppKey("database")
 POOL: web.AppKey[asyncpg.Pool | None] = web.AppKey("pool")  # None until the database is reachable
 WEBHOOK_CONFIG: web.AppKey[WebhookConfig] = web.AppKey("webhook_config")
 TEST_MODE: web.AppKey[TestMode] = web.AppKey("test_mode")  # only on an ephemeral ledger
-# -- set once the database is reachable (service.app.establish), the pool last -------------------
-STORE: web.AppKey[PostgresEventStore] = web.AppKey("store")
+# -- set once the database is reachable (service.app.establish), before the pool -----------------
 RUNNER: web.AppKey[Runner] = web.AppKey("runner")
 COMMITTER: web.AppKey[GroupCommitter | None] = web.AppKey("committer")  # None without group commit
 # -- set while the webhook workers run -------------------------------------------------------------

@@ -94,21 +94,26 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
     if as_of is not None:
         return await balance_transactions_then(request, customer_id, as_of, options, tree)
     await require_customer(request, customer_id)
-    # no transaction is linked to an invoice (invoice is always null): that filter matches none
     where = [
         request[ACCOUNT],
         request[LIVEMODE],
         customer_id,
         *paging.created_bounds(options.created),
-        options.invoice is not None,
+        options.invoice is not None,  # no transaction is linked to an invoice (invoice is always null)
     ]
-    listing = reads.BALANCE_TRANSACTIONS
-    total_count = await paging.count(pool_of(request), listing, where) if "total_count" in tree else None
-    rows, has_more = await paging.fetch_page(pool_of(request), listing, options, where, (customer_id,))
+    page = await paging.fetch_page(
+        pool_of(request),
+        reads.BALANCE_TRANSACTIONS,
+        options,
+        where,
+        (customer_id,),
+        with_total_count="total_count" in tree,
+    )
     url = f"/v1/customers/{customer_id}/balance_transactions"
-    items = [render_balance_transaction(row) for row in rows]
-    body = {"object": "list", "data": items, "has_more": has_more, "url": url}
-    return await expanded_list(body, tree, transaction_expander(request, tree.get("data", {})), total_count)
+    items = [render_balance_transaction(row) for row in page.rows]
+    body = {"object": "list", "data": items, "has_more": page.has_more, "url": url}
+    expander = transaction_expander(request, tree.get("data", {}))
+    return await expanded_list(body, tree, expander, page.total_count)
 
 
 async def balance_transactions_then(

@@ -124,22 +124,20 @@ async def search_customers(request: web.Request) -> web.Response:
 async def list_customers(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=CUSTOMER_LIST_FILTERS)
     tree = list_expansion(request, options.expand, expand.CUSTOMER_LIST)
-    # no customer belongs to a test clock (test_clock is always null): that filter matches none
-    where: list[Any] = [
+    where = [
         request[ACCOUNT],
         request[LIVEMODE],
         *paging.created_bounds(options.created),
-        options.test_clock is not None,
+        options.test_clock is not None,  # no customer belongs to a test clock (test_clock is always null)
+        options.email,
+        request.app[CONFIG].strict,  # Stripe matches the list filter `email` case-sensitively
     ]
-    listing = reads.CUSTOMERS
-    if options.email is not None:  # strict: Stripe matches the list filter `email` case-sensitively
-        listing = reads.CUSTOMERS_BY_EMAIL
-        where += [options.email, request.app[CONFIG].strict]
-    total_count = await paging.count(pool_of(request), listing, where) if "total_count" in tree else None
-    rows, has_more = await paging.fetch_page(pool_of(request), listing, options, where)
-    items = [customer_object(row, tree.get("data", {})) for row in rows]
-    body = {"object": "list", "data": items, "has_more": has_more, "url": "/v1/customers"}
-    return await expanded_list(body, tree, None, total_count)
+    page = await paging.fetch_page(
+        pool_of(request), reads.CUSTOMERS, options, where, with_total_count="total_count" in tree
+    )
+    items = [customer_object(row, tree.get("data", {})) for row in page.rows]
+    body = {"object": "list", "data": items, "has_more": page.has_more, "url": "/v1/customers"}
+    return await expanded_list(body, tree, None, page.total_count)
 
 
 @routes.get("/v1/customers/{customer}")

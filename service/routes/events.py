@@ -27,22 +27,19 @@ routes = web.RouteTableDef()
 async def list_events(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=EVENT_LIST_FILTERS)
     expand.parse(options.expand, expand.EVENT_LIST)
-    listing, type_filter = reads.EVENTS, None
-    if options.type is not None and options.type.endswith("*"):
-        type_filter = options.type[:-1]  # a prefix
-    elif options.type is not None:
-        listing, type_filter = reads.EVENTS_OF_TYPE, options.type
+    prefix = options.type is not None and options.type.endswith("*")  # `type=customer.*`
     where: list[Any] = [
         request[ACCOUNT],
         request[LIVEMODE],
-        type_filter,
+        None if prefix else options.type,
+        options.type[:-1] if prefix and options.type is not None else None,
         None if options.types is None else list(options.types),
         options.delivery_success,  # webhooks: still pending or failed to some endpoint, or not
         *paging.created_bounds(options.created),
     ]
-    rows, has_more = await paging.fetch_page(pool_of(request), listing, options, where)
-    events = await webhook_events.with_pending(pool_of(request), [render_event(row) for row in rows])
-    return json_response(200, list_body("/v1/events", events, has_more))
+    page = await paging.fetch_page(pool_of(request), reads.EVENTS, options, where)
+    events = await webhook_events.with_pending(pool_of(request), [render_event(row) for row in page.rows])
+    return json_response(200, list_body("/v1/events", events, page.has_more))
 
 
 async def find_event(request: web.Request, event_id: str) -> asyncpg.Record:

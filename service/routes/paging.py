@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,20 @@ import asyncpg
 from ledgerd.domain.errors import InvalidParameter
 from ledgerd.projections.reads import Listing
 from ledgerd.service import params
+
+# The pool's connections plan every statement once, generically (service/app.py, plan_cache_mode): right for
+# the command path's lookups by key, wrong for a list statement whose filters are parameters. A generic plan
+# cannot drop a filter left out (`$3 IS NULL OR ...`) nor use the index of one given, and its guess at their
+# selectivity traded the list's index order for a sort of every row matched. Planned for its values, each
+# list statement gets the plan the statement written for just its filters would.
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[asyncpg.Record]
+    has_more: bool
+    total_count: int | None  # what the filters match, whatever the page (when asked for)
 
 
 def created_bounds(
@@ -23,41 +38,45 @@ def created_bounds(
     return (created.gt, created.gte, created.lt, created.lte)
 
 
-async def count(pool: asyncpg.Pool, listing: Listing, where: Sequence[Any]) -> int:
-    """How many objects the filters match, whatever the page (`expand[]=total_count`)."""
-    return int(await pool.fetchval(listing.statements()[listing.count], *where))
-
-
 async def fetch_page(
     pool: asyncpg.Pool,
     listing: Listing,
     options: params.ListParams,
     where: Sequence[Any],
     cursor_scope: Sequence[Any] = (),
-) -> tuple[list[asyncpg.Record], bool]:
+    *,
+    with_total_count: bool = False,
+) -> Page:
     """One page of the list and whether there is more beyond it. `where` is the statements' arguments
     before the sort key (account, livemode, then the filters); `cursor_scope` narrows which objects a
     cursor may name besides the account and mode (a cursor must be an object of this list)."""
     statements = listing.statements()
     backwards = options.ending_before is not None and options.starting_after is None
     cursor_id = options.ending_before if backwards else options.starting_after
-    key: tuple[Any, ...] = (None,) * listing.key_width  # older than nothing: from the newest
-    if cursor_id is not None:
-        row = await pool.fetchrow(statements[listing.cursor], cursor_id, where[0], where[1], *cursor_scope)
-        if row is None:
-            raise InvalidParameter(
-                f"No such {listing.noun}: '{cursor_id}'",
-                param="ending_before" if backwards else "starting_after",
-                code="resource_missing",
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(CUSTOM_PLANS)
+        total_count = (
+            int(await conn.fetchval(statements[listing.count], *where)) if with_total_count else None
+        )
+        key: tuple[Any, ...] = (None,) * listing.key_width  # older than nothing: from the newest
+        if cursor_id is not None:
+            row = await conn.fetchrow(
+                statements[listing.cursor], cursor_id, where[0], where[1], *cursor_scope
             )
-        key = tuple(row)
-    statement = statements[listing.newer if backwards else listing.older]
-    rows = list(await pool.fetch(statement, *where, *key, options.limit + 1))
+            if row is None:
+                raise InvalidParameter(
+                    f"No such {listing.noun}: '{cursor_id}'",
+                    param="ending_before" if backwards else "starting_after",
+                    code="resource_missing",
+                )
+            key = tuple(row)
+        statement = statements[listing.newer if backwards else listing.older]
+        rows = list(await conn.fetch(statement, *where, *key, options.limit + 1))
     has_more = len(rows) > options.limit
     rows = rows[: options.limit]
     if backwards:
         rows.reverse()
-    return rows, has_more
+    return Page(rows, has_more, total_count)
 
 
 def within(created: int, bounds: params.CreatedRange) -> bool:

@@ -136,8 +136,9 @@ async def list_endpoints(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=NO_FILTERS)
     expand.parse(options.expand, expand.EVENT_LIST)  # a list of endpoints: nothing is expandable
     where = [request[ACCOUNT], request[LIVEMODE]]
-    rows, has_more = await paging.fetch_page(pool_of(request), ENDPOINTS, options, where)
-    return json_response(200, list_body("/v1/webhook_endpoints", [render_endpoint(row) for row in rows], has_more))
+    page = await paging.fetch_page(pool_of(request), ENDPOINTS, options, where)
+    items = [render_endpoint(row) for row in page.rows]
+    return json_response(200, list_body("/v1/webhook_endpoints", items, page.has_more))
 
 
 @routes.get("/v1/webhook_endpoints/{webhook_endpoint}")
