@@ -14,16 +14,15 @@ from ledgerd.projections.sql import queries_of
 
 @dataclass(frozen=True)
 class Listing:
-    """A list's statements, by name in `statements()`. `cursor` reads the sort key of the object a cursor
-    names ($1 id, $2 account, $3 livemode, then the list's scope); `older` and `newer` read a page on
-    either side of a sort key (account, livemode, the filters, then the key, then the page size), `count`
-    what the filters match. `noun` names the objects in errors."""
+    """A list's statements, by name in `statements()`: `cursor` reads the sort key of the object a cursor
+    names ($1 id, $2 account, $3 livemode, then the list's scope); `page` reads a page on either side of a
+    sort key (account, livemode, the filters, the key, newer, the page size); `count` counts what the
+    filters match. `noun` names the objects in errors."""
 
     noun: str
     statements: Callable[[], Mapping[str, str]]
     cursor: str
-    older: str
-    newer: str
+    page: str
     count: str = ""
     key_width: int = 1  # columns of the sort key
 
@@ -32,18 +31,15 @@ customer_queries = partial(queries_of, "customers")
 transaction_queries = partial(queries_of, "balance_transactions")
 event_queries = partial(queries_of, "stripe_events")
 
-CUSTOMERS = Listing(
-    "customer", customer_queries, "customer_cursor", "customers_older", "customers_newer", "customers_count"
-)
+CUSTOMERS = Listing("customer", customer_queries, "customer_cursor", "customers_page", "customers_count")
 BALANCE_TRANSACTIONS = Listing(
     "customer balance transaction",
     transaction_queries,
     "balance_transaction_cursor",
-    "balance_transactions_older",
-    "balance_transactions_newer",
+    "balance_transactions_page",
     "balance_transactions_count",
 )
-EVENTS = Listing("event", event_queries, "event_cursor", "events_older", "events_newer", key_width=2)
+EVENTS = Listing("event", event_queries, "event_cursor", "events_page", key_width=2)
 
 
 async def find_customer(conn: Any, account: str, livemode: bool, customer_id: str) -> Any:

@@ -15,10 +15,10 @@ from ledgerd.projections.reads import Listing
 from ledgerd.service import params
 
 # The pool's connections plan every statement once, generically (service/app.py, plan_cache_mode): right for
-# the command path's lookups by key, wrong for a list statement whose filters are parameters. A generic plan
-# cannot drop a filter left out (`$3 IS NULL OR ...`) nor use the index of one given, and its guess at their
-# selectivity traded the list's index order for a sort of every row matched. Planned for its values, each
-# list statement gets the plan the statement written for just its filters would.
+# the command path's lookups by key, wrong for a list statement whose filters and direction are parameters.
+# A generic plan cannot drop a filter left out (`$3 IS NULL OR ...`) nor use the index of one given, and its
+# guess at their selectivity traded the list's index order for a sort of every row matched. Planned for its
+# values, a list statement gets the plan of the statement written for just this page.
 CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
@@ -70,8 +70,7 @@ async def fetch_page(
                     code="resource_missing",
                 )
             key = tuple(row)
-        statement = statements[listing.newer if backwards else listing.older]
-        rows = list(await conn.fetch(statement, *where, *key, options.limit + 1))
+        rows = list(await conn.fetch(statements[listing.page], *where, *key, backwards, options.limit + 1))
     has_more = len(rows) > options.limit
     rows = rows[: options.limit]
     if backwards:

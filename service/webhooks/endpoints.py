@@ -32,7 +32,7 @@ from ledgerd.service.webhooks.signing import new_secret
 from ledgerd.service.webhooks.sql import statements
 
 routes = web.RouteTableDef()
-ENDPOINTS = Listing("webhook endpoint", statements, "endpoint_cursor", "endpoints_older", "endpoints_newer")
+ENDPOINTS = Listing("webhook endpoint", statements, "endpoint_cursor", "endpoints_page")
 
 NO_FILTERS: frozenset[str] = frozenset()
 SQL_SUBSCRIBE = """
