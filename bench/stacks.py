@@ -100,13 +100,13 @@ CODE_PATHS = (
     ("    its arguments (postgres.write_arguments)", "write_arguments", "service/store/postgres.py"),
     ("  group commit batches (GroupCommitter.run_batch)", "run_batch", "service/commands/group_commit.py"),
     ("  pool acquire and release (PostgresEventStore.connection)", "connection", "service/store/postgres.py"),
-    ("response (routes.respond)", "respond", "service/routes.py"),
-    ("request body decoding (routes.read_params)", "read_params", "service/routes.py"),
+    ("response (routes.plumbing.outcome_response)", "outcome_response", "service/routes/plumbing.py"),
+    ("request body decoding (routes.plumbing.read_params)", "read_params", "service/routes/plumbing.py"),
     ("auth (authenticate)", "authenticate", "service/auth.py"),
     (
-        "the route handler in total (routes.create_balance_transaction)",
+        "the route handler in total (routes.balance_transactions.create_balance_transaction)",
         "create_balance_transaction",
-        "service/routes.py",
+        "service/routes/balance_transactions.py",
     ),
 )
 

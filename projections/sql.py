@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
 from operator import itemgetter
 from typing import Any
 
@@ -22,6 +24,13 @@ def load_queries(text: str) -> dict[str, str]:
         elif current is not None:
             current.append(line)
     return {name: "\n".join(lines).strip() for name, lines in queries.items()}
+
+
+@cache
+def queries_of(projection: str) -> dict[str, str]:
+    """The named statements of projections/<projection>.sql (its reads), loaded once on first use."""
+    text = resources.files("ledgerd.projections").joinpath(f"{projection}.sql").read_text(encoding="utf-8")
+    return load_queries(text)
 
 
 _encode = msgspec.json.encode

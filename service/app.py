@@ -17,6 +17,19 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledgerd.service.accounts import SettingsCache
+from ledgerd.service.appkeys import (
+    ACCOUNT,
+    API_KEY_ID,
+    COMMITTER,
+    CONFIG,
+    DATABASE,
+    LIVEMODE,
+    METRICS,
+    POOL,
+    RUNNER,
+    TEST_MODE,
+    WEBHOOK_CONFIG,
+)
 from ledgerd.service.auth import KeyCache, authenticate
 from ledgerd.service.background import background_context
 from ledgerd.service.commands.group_commit import GroupCommitter
@@ -195,15 +208,14 @@ async def establish(app: web.Application, config: Config, database: Database) ->
             delay = min(delay * 2, BACKOFF_MAX_S)
     store = PostgresEventStore(pool)
     committer = (
-        GroupCommitter(store, config.group_commit_lanes, app["metrics"])
+        GroupCommitter(store, config.group_commit_lanes, app[METRICS])
         if config.group_commit_lanes
         else None
     )
     runner: Runner = committer if committer is not None else SoloRunner(store)
-    app["store"] = store
-    app["runner"] = runner
-    app["committer"] = committer
-    app["pool"] = pool  # last: a request that sees the pool finds the store and the runner too
+    app[RUNNER] = runner
+    app[COMMITTER] = committer
+    app[POOL] = pool  # last: a request that sees the pool finds the runner too
     database.problem = None
     database.ready.set()
     database.attempted.set()
@@ -212,7 +224,7 @@ async def establish(app: web.Application, config: Config, database: Database) ->
 
 def pool_context(config: Config) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        database: Database = app["database"]
+        database: Database = app[DATABASE]
         task = asyncio.create_task(establish(app, config, database))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(database.attempted.wait(), FIRST_ATTEMPT_WAIT_S)
@@ -222,10 +234,10 @@ def pool_context(config: Config) -> Any:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            committer: GroupCommitter | None = app.get("committer")
+            committer: GroupCommitter | None = app.get(COMMITTER)
             if committer is not None:
                 await committer.close()
-            pool: BoundedPool | None = app.get("pool")
+            pool: BoundedPool | None = app[POOL]
             if pool is not None:
                 await close_pool(pool)
 
@@ -246,7 +258,7 @@ async def close_pool(pool: BoundedPool) -> None:
 
 
 def database_missing(request: web.Request) -> StripeError:
-    database: Database = request.app["database"]
+    database: Database = request.app[DATABASE]
     return unavailable(f"The ledger is starting: {database.problem or 'connecting'}; please retry shortly.")
 
 
@@ -265,10 +277,10 @@ def pruning_context(config: Config) -> Any:
     log = structlog.get_logger("ledger.pruning")
 
     async def loop(app: web.Application) -> None:
-        await app["database"].ready.wait()
+        await app[DATABASE].ready.wait()
         while True:
             try:
-                removed = await prune_idempotency_keys(app["pool"], config.idempotency_retention_hours)
+                removed = await prune_idempotency_keys(app[POOL], config.idempotency_retention_hours)
                 if removed:
                     log.info("idempotency_keys_pruned", removed=removed)
             except Exception as error:  # the database may be down for a while: try again next round
@@ -283,22 +295,22 @@ def auth_middleware(cache: KeyCache, test_mode: TestMode | None = None) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
-        if request.app["pool"] is None:
+        if request.app[POOL] is None:
             raise database_missing(request)
         if test_mode is not None:  # ephemeral: every sk_test_ key is an account of its own
             key = test_mode.authenticate(request.headers.get("Authorization"))
         else:
-            key = await authenticate(request.app["pool"], cache, request.headers.get("Authorization"))
-        request["account"] = key.account
-        request["livemode"] = key.livemode
-        request["api_key_id"] = key.id
+            key = await authenticate(request.app[POOL], cache, request.headers.get("Authorization"))
+        request[ACCOUNT] = key.account
+        request[LIVEMODE] = key.livemode
+        request[API_KEY_ID] = key.id
         return await handler(request)
 
     return middleware
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    metrics: Metrics = request.app["metrics"]
+    metrics: Metrics = request.app[METRICS]
     response = web.Response(body=generate_latest(metrics.registry))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response
@@ -326,20 +338,20 @@ def create_app(config: Config) -> web.Application:
         handler_args=HANDLER_ARGS,
         middlewares=middlewares,
     )
-    app["config"] = config
-    app["metrics"] = metrics
-    app["database"] = Database()
-    app["pool"] = None  # until establish() has one: API calls are a 503 meanwhile
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[DATABASE] = Database()
+    app[POOL] = None  # until establish() has one: API calls are a 503 meanwhile
     app.on_response_prepare.append(version_header)  # Stripe-Version on every answered request
     app.cleanup_ctx.append(pool_context(config))
     app.cleanup_ctx.append(pruning_context(config))
     app.router.add_routes(routes)
     if test_mode is not None:
-        app["test_mode"] = test_mode
+        app[TEST_MODE] = test_mode
         app.router.add_routes(control_routes)
     # Webhooks (issue 11): the endpoints API, and the dispatcher and delivery workers (after the pool).
     webhook_config = WebhookConfig.from_env(ephemeral=config.ephemeral)
-    app["webhook_config"] = webhook_config
+    app[WEBHOOK_CONFIG] = webhook_config
     app.cleanup_ctx.append(webhooks_context(webhook_config))
     app.router.add_routes(webhook_routes)
     app.router.add_routes(webhook_extension_routes)

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 from msgspec import UNSET, Meta, UnsetType
 
 from ledgerd.domain.errors import Conflict, DomainError, ResourceMissing
+from ledgerd.service.appkeys import ERROR_CODE, REQUEST_ID
 from ledgerd.service.commands.errors import ConflictRetriesExhausted, IdempotencyConflict
 
 log = structlog.get_logger("ledger.errors")
@@ -212,10 +213,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:  # the one place every failure is mapped
         mapped = translate(exc, request)
         if mapped is None:
-            log.error("unhandled_error", request_id=request.get("request_id"), exc_info=exc)
+            log.error("unhandled_error", request_id=request.get(REQUEST_ID), exc_info=exc)
             mapped = StripeError(500, "An unexpected error occurred; it has been logged.", type="api_error")
         error = mapped
-    request["error_code"] = error.code
+    request[ERROR_CODE] = error.code
     body = error_body(error.type, error.message, error.code, error.param)
     response = json_response(error.status, body, error.headers)
     if error.close_connection:

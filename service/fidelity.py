@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from ledgerd.domain.errors import DomainError
 from ledgerd.service import versions
 from ledgerd.service.accounts import NO_SETTINGS, AccountSettings, SettingsCache
+from ledgerd.service.appkeys import ACCOUNT, ACCOUNT_SETTINGS, API_VERSION, pool_of
 from ledgerd.service.errors import StripeError
 
 NOT_A_PLATFORM = (
@@ -25,18 +26,18 @@ NOT_A_PLATFORM = (
 
 
 def settings_of(request: web.Request) -> AccountSettings:
-    settings: AccountSettings = request.get("account_settings", NO_SETTINGS)
+    settings: AccountSettings = request.get(ACCOUNT_SETTINGS, NO_SETTINGS)
     return settings
 
 
 def api_version_of(request: web.Request) -> str:
-    version: str = request.get("api_version", versions.LATEST)
+    version: str = request.get(API_VERSION, versions.LATEST)
     return version
 
 
 def refuse_stripe_account(request: web.Request) -> None:
     target = request.headers.get("Stripe-Account")
-    if target is None or target.strip() == request["account"]:
+    if target is None or target.strip() == request[ACCOUNT]:
         return
     shown = target.strip()[:100]
     raise StripeError(
@@ -47,12 +48,12 @@ def refuse_stripe_account(request: web.Request) -> None:
 def fidelity_middleware(cache: SettingsCache) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if "account" not in request:  # a public path: no key, no version
+        if ACCOUNT not in request:  # a public path: no key, no version
             return await handler(request)
-        settings = await cache.get(request.app["pool"], request["account"])
-        request["account_settings"] = settings
+        settings = await cache.get(pool_of(request), request[ACCOUNT])
+        request[ACCOUNT_SETTINGS] = settings
         refuse_stripe_account(request)
-        request["api_version"] = versions.resolve(request.headers.get("Stripe-Version"), settings.api_version)
+        request[API_VERSION] = versions.resolve(request.headers.get("Stripe-Version"), settings.api_version)
         try:
             response = await handler(request)
         except DomainError as error:  # name the param as this version does; error_middleware answers
@@ -85,7 +86,7 @@ def render(request: web.Request, response: web.Response, settings: AccountSettin
 
 
 async def version_header(request: web.Request, response: web.StreamResponse) -> None:
-    version = request.get("api_version")
+    version = request.get(API_VERSION)
     if version is not None:
         response.headers["Stripe-Version"] = version
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ledgerd.service.appkeys import ACCOUNT, ERROR_CODE, LIVEMODE, REPLAYED, REQUEST_ID
 from ledgerd.service.ids import random_token
 
 REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
@@ -121,7 +122,7 @@ def access_middleware(metrics: Metrics, log_requests: bool) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = new_request_id()
-        request["request_id"] = request_id
+        request[REQUEST_ID] = request_id
         started = time.perf_counter()
         response = await handler(request)
         elapsed = time.perf_counter() - started
@@ -134,14 +135,14 @@ def access_middleware(metrics: Metrics, log_requests: bool) -> Any:
             log.info(
                 "request",
                 request_id=request_id,
-                account=request.get("account"),
-                livemode=request.get("livemode"),
+                account=request.get(ACCOUNT),
+                livemode=request.get(LIVEMODE),
                 method=request.method,
                 route=route,
                 status=response.status,
                 latency_ms=round(elapsed * 1000, 2),
-                replayed=request.get("replayed", False),
-                error_code=request.get("error_code"),
+                replayed=request.get(REPLAYED, False),
+                error_code=request.get(ERROR_CODE),
             )
         return response
 

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ledgerd.service.appkeys import API_KEY_ID
 from ledgerd.service.errors import StripeError
 
 RATE_LIMIT_MESSAGE = (
@@ -86,7 +87,7 @@ def rate_limited(wait_s: float) -> StripeError:
 def rate_limit_middleware(limiter: TokenBucketLimiter) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        key_id = request.get("api_key_id")
+        key_id = request.get(API_KEY_ID)
         if key_id is not None:
             wait_s = limiter.take(key_id)
             if wait_s > 0:

@@ -5,7 +5,7 @@ Refused with the 400 Stripe gives for an unknown parameter: ``external_id`` (cus
 update), ``currency`` on customer create, ``as_of`` on any read. JSON request bodies get a 400 asking
 for a form-encoded body (Stripe's v1 API takes nothing else; the wording is not checked against
 Stripe's); the ``/history`` extension is an unknown URL. The list filter ``email`` becomes
-case-sensitive and search lags (`Config.search_lag_s`): both are in service/routes.py.
+case-sensitive and search lags (`Config.search_lag_s`): both are in service/routes/customers.py.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def is_json(content_type: str) -> bool:
 
 @web.middleware
 async def strict_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    from ledgerd.service.routes import read_params
+    from ledgerd.service.routes.plumbing import read_params
 
     resource = request.match_info.route.resource
     route = (request.method, resource.canonical if resource is not None else "")

@@ -36,6 +36,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ledgerd.domain.errors import InvalidParameter
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, REQUEST_ID, TEST_MODE, pool_of
 from ledgerd.service.auth import ApiKey, hash_secret, masked, secret_from_header
 from ledgerd.service.errors import StripeError, json_response
 from ledgerd.service.webhooks.delivery import Outcome
@@ -163,7 +164,7 @@ class TestMode:
 
 
 def test_mode_of(request: web.Request) -> TestMode | None:
-    mode: TestMode | None = request.app.get("test_mode")
+    mode: TestMode | None = request.app.get(TEST_MODE)
     return mode
 
 
@@ -173,12 +174,12 @@ def request_log_middleware(mode: TestMode) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
-        account = request.get("account")
+        account = request.get(ACCOUNT)
         if account is not None and not request.path.startswith(CONTROL_PREFIX):
             mode.record(
                 account,
                 {
-                    "id": request.get("request_id"),
+                    "id": request.get(REQUEST_ID),
                     "object": "ledger.request",
                     "method": request.method,
                     "path": request.path,
@@ -199,7 +200,7 @@ control_routes = web.RouteTableDef()
 
 
 def mode_of(request: web.Request) -> TestMode:
-    mode: TestMode = request.app["test_mode"]  # the routes are only added together with the test mode
+    mode: TestMode = request.app[TEST_MODE]  # the routes are only added together with the test mode
     return mode
 
 
@@ -250,7 +251,7 @@ async def reset(request: web.Request) -> web.Response:
 
 @control_routes.get("/_ledger/clock")
 async def read_clock(request: web.Request) -> web.Response:
-    account = request["account"]
+    account = request[ACCOUNT]
     return json_response(200, clock_body(account, mode_of(request).clocks.get(account)))
 
 
@@ -261,7 +262,7 @@ async def set_clock(request: web.Request) -> web.Response:
     values = await form_of(request, frozenset({"frozen_time", "advance"}))
     if not values:
         raise InvalidParameter("Give frozen_time (unix seconds) and/or advance (seconds).", param="advance")
-    account = request["account"]
+    account = request[ACCOUNT]
     mode = mode_of(request)
     clock = mode.clock(account)
     advance = whole_number(values, "advance") or 0
@@ -286,7 +287,7 @@ async def recent_requests(request: web.Request) -> web.Response:
     limit = whole_number(values, "limit", REQUESTS_KEPT) if "limit" in values else 100
     if not limit:
         raise InvalidParameter(f"Invalid limit: use 1 to {REQUESTS_KEPT}", param="limit")
-    log = mode_of(request).requests.get(request["account"]) or ()
+    log = mode_of(request).requests.get(request[ACCOUNT]) or ()
     items = list(reversed(log))[:limit]
     body = {"object": "list", "data": items, "has_more": len(log) > limit, "url": "/_ledger/requests"}
     return json_response(200, msgspec.json.encode(body))
@@ -315,8 +316,8 @@ def collector_id(account: str, livemode: bool) -> str:
 async def collect_webhooks(request: web.Request) -> web.Response:
     """Turn on collect mode for the caller's account (the same endpoint and secret on every call)."""
     await form_of(request, frozenset())
-    account, livemode = request["account"], request["livemode"]
-    async with request.app["pool"].acquire() as conn, conn.transaction():
+    account, livemode = request[ACCOUNT], request[LIVEMODE]
+    async with pool_of(request).acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             SQL_COLLECTOR, collector_id(account, livemode), account, livemode, COLLECT_URL, new_secret(),
             mode_of(request).now_us(account) // 1_000_000,
@@ -337,6 +338,6 @@ async def collect_webhooks(request: web.Request) -> web.Response:
 async def collected_webhooks(request: web.Request) -> web.Response:
     """The caller's collected deliveries, oldest first (the last `WEBHOOKS_KEPT`)."""
     await form_of(request, frozenset())
-    kept = mode_of(request).webhooks.get(request["account"]) or ()
+    kept = mode_of(request).webhooks.get(request[ACCOUNT]) or ()
     body = {"object": "list", "data": list(kept), "has_more": False, "url": "/_ledger/webhooks"}
     return json_response(200, msgspec.json.encode(body))

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ledgerd.service.appkeys import CONFIG
 from ledgerd.service.errors import StripeError
 
 IDENTITY = frozenset({"", "identity"})
@@ -55,7 +56,7 @@ async def refuse_encoded_bodies(request: web.Request, handler: Handler) -> web.S
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, within the configured time; a hang-up is a ClientDisconnected."""
-    timeout_s: float = request.app["config"].body_timeout_s
+    timeout_s: float = request.app[CONFIG].body_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()

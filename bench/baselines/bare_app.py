@@ -48,6 +48,7 @@ CRUD_BALANCE = """INSERT INTO bench_bare_balances (id, balance, version) VALUES 
 ON CONFLICT (id) DO UPDATE SET balance = bench_bare_balances.balance + excluded.balance,
                                version = bench_bare_balances.version + 1
 RETURNING balance"""
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 INSERT = "INSERT INTO bench_bare_events (stream_id, data) VALUES ($1, $2::jsonb) RETURNING id"
 SELECT = "SELECT * FROM customers WHERE id = $1 AND account = $2 AND livemode = $3"
 
@@ -60,21 +61,21 @@ def build(database_url: str, account: str) -> web.Application:
         async with pool.acquire() as conn:
             await conn.execute(SCHEMA)
             await conn.execute(CRUD_SCHEMA)
-        app["pool"] = pool
+        app[POOL] = pool
         yield
         await pool.close()
 
     async def insert(request: web.Request) -> web.Response:
         body = await request.read()
         data = msgspec.json.encode({"body": body.decode(), "at": time.time_ns() // 1000})
-        new_id = await request.app["pool"].fetchval(INSERT, request.match_info["id"], data.decode())
+        new_id = await request.app[POOL].fetchval(INSERT, request.match_info["id"], data.decode())
         return web.Response(body=msgspec.json.encode({"id": new_id}), content_type="application/json")
 
     async def crud(request: web.Request) -> web.Response:
         form = await request.post()
         customer_id = request.match_info["id"]
         amount = int(str(form["amount"]))
-        async with request.app["pool"].acquire() as conn, conn.transaction():
+        async with request.app[POOL].acquire() as conn, conn.transaction():
             entry = await conn.fetchrow(
                 CRUD_ENTRY, customer_id, amount, str(form["currency"]), str(form.get("description", ""))
             )
@@ -91,7 +92,7 @@ def build(database_url: str, account: str) -> web.Application:
         return web.Response(body=msgspec.json.encode(body), content_type="application/json")
 
     async def select(request: web.Request) -> web.Response:
-        row = await request.app["pool"].fetchrow(SELECT, request.match_info["id"], account, False)
+        row = await request.app[POOL].fetchrow(SELECT, request.match_info["id"], account, False)
         if row is None:
             return web.Response(status=404, body=b'{"error":"missing"}', content_type="application/json")
         return web.Response(body=msgspec.json.encode(dict(row)), content_type="application/json")

@@ -4,7 +4,7 @@ Endpoints are configuration, kept in ordinary tables (migrations/0012_webhooks.s
 what an endpoint receives (enabled_events, disabled, delete) also appends a row to
 `webhook_subscriptions`, so the dispatcher sends each event to the endpoints subscribed when the event
 was recorded. `secret` is only in the create response. Subscriptions are dated by the caller's clock
-(routes.now_us: an ephemeral ledger's account clock), the clock that dates the account's events, so an
+(routes.plumbing.caller_now_us: an ephemeral ledger's account clock), the clock that dates the account's events, so an
 endpoint created under a frozen test clock receives the events that follow.
 """
 
@@ -17,17 +17,22 @@ from aiohttp import web
 
 from ledgerd.domain.customer import merge_metadata
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
+from ledgerd.projections.reads import Listing
 from ledgerd.service import expand, params
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_CONFIG, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
-from ledgerd.service.routes import PagedQuery, list_body, now_us, pool_of, read_only_expand, read_params
+from ledgerd.service.routes import paging
+from ledgerd.service.routes.plumbing import caller_now_us, list_body, read_only_expand, read_params
 from ledgerd.service.store.postgres import to_timestamp
 from ledgerd.service.webhooks import idempotent
 from ledgerd.service.webhooks import params as endpoint_params
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.signing import new_secret
+from ledgerd.service.webhooks.sql import statements
 
 routes = web.RouteTableDef()
+ENDPOINTS = Listing("webhook endpoint", statements, "endpoint_cursor", "endpoints_page")
 
 NO_FILTERS: frozenset[str] = frozenset()
 SQL_SUBSCRIBE = """
@@ -55,7 +60,7 @@ def render_endpoint(row: Any, *, with_secret: bool = False) -> dict[str, Any]:
 
 
 def config_of(request: web.Request) -> WebhookConfig:
-    config: WebhookConfig = request.app["webhook_config"]
+    config: WebhookConfig = request.app[WEBHOOK_CONFIG]
     return config
 
 
@@ -72,8 +77,8 @@ async def endpoint_row(conn: Any, request: web.Request, endpoint_id: str, *, loc
         "SELECT * FROM webhook_endpoints WHERE id = $1 AND account = $2 AND livemode = $3 AND NOT deleted"
         + (" FOR UPDATE" if lock else ""),
         endpoint_id,
-        request["account"],
-        request["livemode"],
+        request[ACCOUNT],
+        request[LIVEMODE],
     )
     if row is None:
         raise ResourceMissing(f"No such webhook endpoint: '{endpoint_id}'", param="id")
@@ -84,11 +89,11 @@ async def endpoint_row(conn: Any, request: web.Request, endpoint_id: str, *, loc
 async def create_endpoint(request: web.Request) -> web.Response:
     payload = await read_params(request)
     config = config_of(request)
-    spec = endpoint_params.endpoint_create(payload, livemode=request["livemode"], allow=config.allow_cidrs)
+    spec = endpoint_params.endpoint_create(payload, livemode=request[LIVEMODE], allow=config.allow_cidrs)
     endpoint_id = "we_" + random_token(24)
     secret = new_secret()
-    at_us = now_us(request)
-    account, livemode = request["account"], request["livemode"]
+    at_us = caller_now_us(request)
+    account, livemode = request[ACCOUNT], request[LIVEMODE]
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:
@@ -130,10 +135,10 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=NO_FILTERS)
     expand.parse(options.expand, expand.EVENT_LIST)  # a list of endpoints: nothing is expandable
-    query = PagedQuery("webhook_endpoints", "webhook endpoint", request)
-    query.where("NOT deleted")
-    rows, has_more = await query.fetch(pool_of(request), options)
-    return json_response(200, list_body("/v1/webhook_endpoints", [render_endpoint(row) for row in rows], has_more))
+    where = [request[ACCOUNT], request[LIVEMODE]]
+    page = await paging.fetch_page(pool_of(request), ENDPOINTS, options, where)
+    items = [render_endpoint(row) for row in page.rows]
+    return json_response(200, list_body("/v1/webhook_endpoints", items, page.has_more))
 
 
 @routes.get("/v1/webhook_endpoints/{webhook_endpoint}")
@@ -148,9 +153,9 @@ async def update_endpoint(request: web.Request) -> web.Response:
     payload = await read_params(request)
     endpoint_id = endpoint_path_id(request)
     change = endpoint_params.endpoint_update(
-        payload, livemode=request["livemode"], allow=config_of(request).allow_cidrs
+        payload, livemode=request[LIVEMODE], allow=config_of(request).allow_cidrs
     )
-    at_us = now_us(request)
+    at_us = caller_now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:
@@ -202,7 +207,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 async def delete_endpoint(request: web.Request) -> web.Response:
     payload, _ = await read_only_expand(request, expand.NOTHING)
     endpoint_id = endpoint_path_id(request)
-    at_us = now_us(request)
+    at_us = caller_now_us(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         key, replayed = await idempotent.begin(conn, request, payload)
         if replayed is not None:

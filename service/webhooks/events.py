@@ -7,12 +7,9 @@ from typing import Any
 
 import asyncpg
 
-# Deliveries that have not succeeded: pending (retrying, or waiting for a disabled endpoint) or failed.
+# Deliveries that have not succeeded: pending (retrying, or waiting for a disabled endpoint) or failed (the
+# Events list's `delivery_success` filter says the same in projections/stripe_events.sql).
 NOT_DELIVERED = "('pending', 'failed')"
-UNDELIVERED = (
-    "EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = stripe_events.id "
-    f"AND d.state IN {NOT_DELIVERED})"
-)
 SQL_PENDING = f"""
 SELECT event_id, count(*) AS pending FROM webhook_deliveries
 WHERE event_id = ANY ($1::text[]) AND state IN {NOT_DELIVERED}

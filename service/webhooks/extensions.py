@@ -20,9 +20,11 @@ from aiohttp import web
 
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.objects import render_event
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_DELIVERER, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.params import _limit
-from ledgerd.service.routes import event_row, list_body, path_id, pool_of, read_params
+from ledgerd.service.routes.events import find_event
+from ledgerd.service.routes.plumbing import list_body, path_id, read_params
 from ledgerd.service.scalars import NO_PARAMS
 from ledgerd.service.scalars import check_keys as _check_keys
 from ledgerd.service.scalars import integer as _integer
@@ -59,7 +61,7 @@ ON CONFLICT (event_id, endpoint_id) DO UPDATE SET state = 'pending', due_at = no
 
 
 def wake(request: web.Request) -> None:
-    deliverer = request.app.get("webhook_deliverer")
+    deliverer = request.app.get(WEBHOOK_DELIVERER)
     if deliverer is not None:
         deliverer.wake()
 
@@ -69,11 +71,11 @@ async def retry_event(request: web.Request) -> web.Response:
     payload = await read_params(request)
     _check_keys(payload, frozenset({"webhook_endpoint", "expand"}), NO_PARAMS, "")
     endpoint_id = _opt_string(_required(payload, "webhook_endpoint", ""), "webhook_endpoint") or ""
-    row = await event_row(request, path_id(request, "event", "id"))
+    row = await find_event(request, path_id(request, "event", "id"))
     async with pool_of(request).acquire() as conn, conn.transaction():
         endpoint = await conn.fetchrow(
             "SELECT status FROM webhook_endpoints WHERE id = $1 AND account = $2 AND livemode = $3 AND NOT deleted",
-            endpoint_id, request["account"], request["livemode"],
+            endpoint_id, request[ACCOUNT], request[LIVEMODE],
         )
         if endpoint is None:
             raise ResourceMissing(f"No such webhook endpoint: '{endpoint_id}'", param="webhook_endpoint")
@@ -198,5 +200,5 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events/{event}/attempts")
 async def event_attempts(request: web.Request) -> web.Response:
-    row = await event_row(request, path_id(request, "event", "id"))
+    row = await find_event(request, path_id(request, "event", "id"))
     return await attempts_page(request, "event_id", row["id"], f"/v1/events/{row['id']}/attempts")

@@ -12,9 +12,10 @@ import msgspec
 from aiohttp import web
 
 from ledgerd.domain.errors import Conflict
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, REPLAYED, REQUEST_ID
 from ledgerd.service.commands.idempotency import IdempotencyRequest, check_replay
 from ledgerd.service.errors import json_response
-from ledgerd.service.routes import idempotency_of
+from ledgerd.service.routes.plumbing import idempotency_of
 from ledgerd.service.store.base import IdempotencyRecord
 
 SQL_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
@@ -34,7 +35,7 @@ async def begin(
     idempotency = idempotency_of(request, payload)
     if idempotency is None:
         return None, None
-    scope = (request["account"], request["livemode"], idempotency.key)
+    scope = (request[ACCOUNT], request[LIVEMODE], idempotency.key)
     await conn.execute(SQL_LOCK, f"webhooks-idempotency:{scope}")
     row = await conn.fetchrow(SQL_FIND, *scope)
     if row is None:
@@ -48,7 +49,7 @@ async def begin(
     headers = {"Idempotency-Key": idempotency.key, "Idempotent-Replayed": "true"}
     if record.request_id:
         headers["Original-Request"] = record.request_id
-    request["replayed"] = True
+    request[REPLAYED] = True
     return idempotency, json_response(record.status, record.response, headers)
 
 
@@ -59,8 +60,8 @@ async def finish(
     if idempotency is None:
         return json_response(200, body)
     status = await conn.execute(
-        SQL_RECORD, request["account"], request["livemode"], idempotency.key, idempotency.method, idempotency.path,
-        idempotency.params_hash, msgspec.json.encode(idempotency.params).decode(), 200, body, request["request_id"],
+        SQL_RECORD, request[ACCOUNT], request[LIVEMODE], idempotency.key, idempotency.method, idempotency.path,
+        idempotency.params_hash, msgspec.json.encode(idempotency.params).decode(), 200, body, request[REQUEST_ID],
     )
     if status.endswith(" 0"):  # a command took the key meanwhile: roll back; the retry replays that result
         raise Conflict("Another request used this Idempotency-Key at the same time; retry.", code="lock_timeout")

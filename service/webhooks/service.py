@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from ledgerd.service.appkeys import METRICS, POOL, TEST_MODE, WEBHOOK_DELIVERER
 from ledgerd.service.webhooks.config import WebhookConfig
 from ledgerd.service.webhooks.delivery import Deliverer
 from ledgerd.service.webhooks.dispatcher import dispatch_all
@@ -55,11 +56,11 @@ def webhooks_context(config: WebhookConfig) -> Any:
         if not config.enabled:
             yield
             return
-        pool: asyncpg.Pool = app["pool"]
-        metrics = WebhookMetrics(app["metrics"].registry)
-        test_mode = app.get("test_mode")  # an ephemeral ledger collects deliveries to its collect URL
+        pool: asyncpg.Pool = app[POOL]
+        metrics = WebhookMetrics(app[METRICS].registry)
+        test_mode = app.get(TEST_MODE)  # an ephemeral ledger collects deliveries to its collect URL
         deliverer = Deliverer(pool, config, log, metrics, intercept=test_mode.intercept if test_mode else None)
-        app["webhook_deliverer"] = deliverer
+        app[WEBHOOK_DELIVERER] = deliverer
         tasks = [
             asyncio.create_task(dispatch_loop(pool, config, deliverer, metrics, log)),
             asyncio.create_task(deliverer.run()),

@@ -137,3 +137,16 @@ WITH attempt AS (
     UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $3 AND failing_since IS NOT NULL
 )
 SELECT 1
+
+-- name: endpoint_cursor
+-- GET /v1/webhook_endpoints, newest first by `position`, paged as the projections' lists are
+-- (projections/customers.sql, service/routes/paging.py)
+SELECT position FROM webhook_endpoints WHERE id = $1 AND account = $2 AND livemode = $3
+
+-- name: endpoints_page
+-- $1 account, $2 livemode, $3 cursor position, $4 newer, $5 limit
+SELECT * FROM webhook_endpoints
+WHERE account = $1 AND livemode = $2 AND NOT deleted
+  AND CASE WHEN $4::boolean THEN position > $3::bigint ELSE position < coalesce($3, 9223372036854775807) END
+ORDER BY CASE WHEN $4 THEN position END, CASE WHEN NOT $4 THEN position END DESC
+LIMIT $5

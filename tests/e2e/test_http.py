@@ -1022,7 +1022,6 @@ async def test_deleted_customer_is_a_stub_and_refuses_changes(api: Api, server: 
 # ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore:It is recommended to use web.RequestKey")
 async def test_unexpected_and_database_failures_become_stripe_shaped_json() -> None:
     from aiohttp.test_utils import TestClient, TestServer
 

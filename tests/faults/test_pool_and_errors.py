@@ -129,6 +129,7 @@ async def test_idempotency_pruning_survives_database_outages(monkeypatch: pytest
     """The background pruning loop logs a failure and tries again next round, whatever the database raised
     (a pool acquire timeout or a closed connection used to end the loop for good)."""
     import ledgerd.service.app as app_module
+    from ledgerd.service.appkeys import DATABASE, POOL
 
     failures = [TimeoutError(), asyncpg.InterfaceError("pool is closing"), OSError("refused")]
     calls: list[int] = []
@@ -144,7 +145,7 @@ async def test_idempotency_pruning_survives_database_outages(monkeypatch: pytest
     context = app_module.pruning_context(Config(database_url="x", idempotency_retention_hours=24))
     database = app_module.Database()
     database.ready.set()
-    running = context({"pool": None, "database": database})  # type: ignore[arg-type]
+    running = context({POOL: None, DATABASE: database})  # type: ignore[arg-type]
     await running.__anext__()
     for _ in range(200):
         if len(calls) >= 5:

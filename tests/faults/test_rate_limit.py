@@ -48,7 +48,6 @@ def test_full_buckets_are_forgotten_when_there_are_many() -> None:
     assert len(limiter.buckets) == 1
 
 
-@pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")
 def test_rate_limiting_is_off_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LEDGER_RATE_LIMIT_RPS", "LEDGER_RATE_LIMIT_BURST"):
         monkeypatch.delenv(name, raising=False)

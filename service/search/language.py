@@ -1,8 +1,8 @@
 """Stripe's search query language for customers (``GET /v1/customers/search?query=...``).
 
-``parse`` turns the client's text into a small AST, ``compile`` turns the AST into a parameterised SQL boolean
-expression over the ``customers`` table, and ``encode_page`` / ``decode_page`` make the opaque ``next_page``
-tokens. Every problem a client can cause raises ``InvalidParameter`` (HTTP 400) naming what is wrong and the
+``parse`` turns the client's text into a small AST (``compile`` in service/search/sql.py turns the AST into
+a parameterised SQL boolean expression over the ``customers`` table), and ``encode_page`` / ``decode_page`` make
+the opaque ``next_page`` tokens. Every problem a client can cause raises ``InvalidParameter`` (HTTP 400) naming what is wrong and the
 0-based character position where it is; no other exception type escapes ``parse`` or ``decode_page``.
 
 Grammar (whitespace is ASCII space, tab, CR or LF)::
@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Final, Literal, NoReturn, cast
@@ -313,59 +312,6 @@ def parse(query: str) -> Query:
         if "\ud800" <= char <= "\udfff":
             _invalid(f"The query contains an invalid character (unpaired surrogate) at position {index}")
     return _Parser(query).parse()
-
-
-# --- SQL ------------------------------------------------------------------------------------------------
-
-_COLUMNS: Final[dict[str, str]] = {"email": "email", "name": "name", "phone": "phone"}
-_SQL_COMPARISON: Final[dict[str, str]] = {":": "=", "=": "=", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
-
-
-def escape_like(text: str) -> str:
-    """Escape LIKE's wildcards (and the escape character itself) with a backslash."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def compile(query: Query, first_param: int) -> tuple[str, list[object]]:
-    """A SQL boolean expression over ``customers`` for ``query`` and its parameters.
-
-    Every value is bound as a positional parameter, numbered from ``$first_param``; the SQL text depends
-    only on the query's shape (fields, operators, negation, null tests), never on the client's values. The
-    caller wraps it: ``WHERE account=$1 AND livemode=$2 AND NOT deleted AND (<expr>)``.
-    """
-    params: list[object] = []
-
-    def bind(value: object) -> str:
-        params.append(value)
-        return f"${first_param + len(params) - 1}"
-
-    parts = []
-    for clause in query.clauses:
-        predicate = _predicate(clause, bind)
-        # A comparison with a NULL column is NULL, and NOT NULL is still NULL (no match): coalesce so a
-        # negated clause matches the customers where the field is missing.
-        parts.append(f"(NOT coalesce({predicate}, false))" if clause.negated else f"({predicate})")
-    joiner = " OR " if query.combinator == "OR" else " AND "
-    return joiner.join(parts), params
-
-
-def _predicate(clause: Clause, bind: Callable[[object], str]) -> str:
-    if clause.field == "created":
-        if not isinstance(clause.value, int) or isinstance(clause.value, bool):
-            raise ValueError(f"created needs an int, got {clause.value!r}")
-        return f"created {_SQL_COMPARISON[clause.op]} {bind(clause.value)}::bigint"
-    if clause.field == "metadata":
-        if clause.key is None:
-            raise ValueError("a metadata clause needs a key")
-        if clause.value is None:
-            return f"NOT (metadata ? {bind(clause.key)}::text)"
-        return f"metadata @> jsonb_build_object({bind(clause.key)}::text, {bind(str(clause.value))}::text)"
-    column = _COLUMNS[clause.field]
-    if clause.value is None:
-        return f"{column} IS NULL"
-    if clause.op == "~":
-        return f"{column} ILIKE {bind('%' + escape_like(str(clause.value)) + '%')}::text ESCAPE E'\\\\'"
-    return f"lower({column}) = lower({bind(str(clause.value))}::text)"
 
 
 # --- Paging ---------------------------------------------------------------------------------------------
