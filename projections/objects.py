@@ -1,6 +1,6 @@
 """Stripe-shaped response objects: their wire types, and their rendering from projection rows.
 
-The types below are the one declaration of each object's fields: `service/openapi.py` generates the
+The types below are the one declaration of each object's fields: `service/openapi/` generates the
 document's schemas from them (`msgspec.json.schema_components`), and the renderers below build each
 object by walking the same fields. A field with no default comes from the projection row (under its
 own name, unless a renderer names another source); a field with a default is a constant of this API
@@ -237,7 +237,7 @@ EventType = Literal[
 
 class EventData(msgspec.Struct, frozen=True, kw_only=True):
     """The object as it was after the change, and (`*.updated`) the old values of what changed. Which
-    object goes with which event type: service/openapi.py's EVENT_PAYLOADS."""
+    object goes with which event type: service/openapi/responses.py's EVENT_PAYLOADS."""
 
     object: dict[str, Any]
     previous_attributes: dict[str, Any] | UnsetType = UNSET

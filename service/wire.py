@@ -1,6 +1,6 @@
 """Request parameter types: what each write operation accepts, with its limits, declared once.
 
-`service/openapi.py` generates the request-body schemas from these types, and `service/params.py`
+`service/openapi/` generates the request-body schemas from these types, and `service/params.py`
 decodes each request through its type (`service.decoding`: a strict scalar pre-pass, because Stripe is
 stricter than a lax decoder -- ``1.5``, ``1e3`` and ``true`` are not integers -- then `msgspec.convert`);
 an unknown name is a 400 ``parameter_unknown``, one in `UNSUPPORTED_PARAMS` ``parameter_unsupported``.

@@ -1,6 +1,6 @@
 """The table of operations the document's paths are built from (`document.paths`), in the document's
 order: each row names its path, method, operationId, summary, tag, request and response wire types,
-query parameters and error statuses. The router is `service/routes.py` and `service/webhooks/`;
+query parameters and error statuses. The router is `service/routes/` and `service/webhooks/`;
 `tests/e2e/test_openapi.py` holds the two equal."""
 
 from __future__ import annotations
