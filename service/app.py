@@ -31,7 +31,7 @@ from ledgerd.service.appkeys import (
     WEBHOOK_CONFIG,
 )
 from ledgerd.service.auth import KeyCache, authenticate
-from ledgerd.service.background import background_context
+from ledgerd.service.background import background_context, running
 from ledgerd.service.commands.group_commit import GroupCommitter
 from ledgerd.service.commands.runner import Runner, SoloRunner
 from ledgerd.service.config import Config
@@ -225,15 +225,12 @@ async def establish(app: web.Application, config: Config, database: Database) ->
 def pool_context(config: Config) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
         database: Database = app[DATABASE]
-        task = asyncio.create_task(establish(app, config, database))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(database.attempted.wait(), FIRST_ATTEMPT_WAIT_S)
         try:
-            yield
+            async with running(establish(app, config, database)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(database.attempted.wait(), FIRST_ATTEMPT_WAIT_S)
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             committer: GroupCommitter | None = app.get(COMMITTER)
             if committer is not None:
                 await committer.close()
