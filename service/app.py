@@ -23,6 +23,7 @@ from ledgerd.service.appkeys import (
     COMMITTER,
     CONFIG,
     DATABASE,
+    LIST_POOL,
     LIVEMODE,
     METRICS,
     POOL,
@@ -103,7 +104,7 @@ class BoundedPool(asyncpg.pool.Pool):  # type: ignore[misc]
                 self.turns.release()
 
 
-def connection_settings(config: Config) -> dict[str, str]:
+def connection_settings(config: Config, *, plan_cache_mode: str = "force_generic_plan") -> dict[str, str]:
     """Session settings sent in the startup packet of every pooled connection.
 
     Not `SET` in an init hook: the pool runs `RESET ALL` whenever a connection is released, which puts
@@ -119,7 +120,8 @@ def connection_settings(config: Config) -> dict[str, str]:
         # The command path's write is one large data-modifying CTE; with PostgreSQL's default plan cache mode
         # it was re-planned on every execution (custom plans). A generic plan is made once per connection:
         # PostgreSQL CPU per AdjustBalance 1.78 -> 1.29 ms (3 interleaved A/B rounds, wrk 16 clients).
-        "plan_cache_mode": "force_generic_plan",
+        # (The lists' pool plans each statement for its values instead: `list_pool`.)
+        "plan_cache_mode": plan_cache_mode,
         # Every statement the service sends is a lookup by key. A plan cached while a table was small (a fresh
         # database: idempotency_keys starts empty) kept hash-joining a sequential scan until autoanalyze ran, so
         # each command read every idempotency record written so far. Seq scans stay possible where no index
@@ -137,21 +139,26 @@ async def release_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(config: Config) -> BoundedPool:
+async def create_pool(config: Config, *, for_lists: bool = False) -> BoundedPool:
+    """The command path's pool; with `for_lists`, the small pool the list pages read from: its
+    connections make a custom plan per execution, which a list statement whose filters and direction are
+    parameters needs (a generic plan can neither drop a filter left out nor use the index of one given)."""
     # A client-side bound as well, a little above the server's statement_timeout: a server that stopped
     # answering (a network partition, a stopped process) must not hold a request forever either.
     command_timeout = config.statement_timeout_ms / 1000 + 5 if config.statement_timeout_ms > 0 else None
     pool = BoundedPool(
         config.database_url,
         acquire_timeout=config.pool_acquire_timeout_s,
-        min_size=config.pool_min_size,
-        max_size=config.pool_max_size,
+        min_size=min(config.pool_min_size, 1) if for_lists else config.pool_min_size,
+        max_size=max(1, min(config.pool_max_size // 2, LIST_POOL_MAX)) if for_lists else config.pool_max_size,
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
-        server_settings=connection_settings(config),
+        server_settings=connection_settings(
+            config, plan_cache_mode="force_custom_plan" if for_lists else "force_generic_plan"
+        ),
         command_timeout=command_timeout,
         timeout=max(config.pool_acquire_timeout_s, 1.0),  # to establish one connection
         reset=release_connection,
@@ -162,6 +169,10 @@ async def create_pool(config: Config) -> BoundedPool:
         pool.terminate()  # the connections it did open
         raise
     return pool
+
+
+# Connections for list pages (at most half the command path's): a list queues for one like any other request.
+LIST_POOL_MAX = 8
 
 
 # How long start-up waits for the first attempt to reach the database before listening anyway: a
@@ -194,6 +205,11 @@ async def establish(app: web.Application, config: Config, database: Database) ->
                 if applied:
                     log.info("migrations_applied", names=applied)
             pool = await create_pool(config)
+            try:
+                list_pool = await create_pool(config, for_lists=True)
+            except BaseException:
+                pool.terminate()
+                raise
             break
         except MigrationError as error:  # this build does not match the database: no retry helps
             database.problem = "the migrations could not be applied (see the log)"
@@ -208,14 +224,13 @@ async def establish(app: web.Application, config: Config, database: Database) ->
             delay = min(delay * 2, BACKOFF_MAX_S)
     store = PostgresEventStore(pool)
     committer = (
-        GroupCommitter(store, config.group_commit_lanes, app[METRICS])
-        if config.group_commit_lanes
-        else None
+        GroupCommitter(store, config.group_commit_lanes, app[METRICS]) if config.group_commit_lanes else None
     )
     runner: Runner = committer if committer is not None else SoloRunner(store)
     app[RUNNER] = runner
     app[COMMITTER] = committer
-    app[POOL] = pool  # last: a request that sees the pool finds the runner too
+    app[LIST_POOL] = list_pool
+    app[POOL] = pool  # last: a request that sees the pool finds the runner and the lists' pool too
     database.problem = None
     database.ready.set()
     database.attempted.set()
@@ -234,9 +249,9 @@ def pool_context(config: Config) -> Any:
             committer: GroupCommitter | None = app.get(COMMITTER)
             if committer is not None:
                 await committer.close()
-            pool: BoundedPool | None = app[POOL]
-            if pool is not None:
-                await close_pool(pool)
+            for pool in (app[LIST_POOL], app[POOL]):
+                if pool is not None:
+                    await close_pool(pool)
 
     return context
 
@@ -339,6 +354,7 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = metrics
     app[DATABASE] = Database()
     app[POOL] = None  # until establish() has one: API calls are a 503 meanwhile
+    app[LIST_POOL] = None
     app.on_response_prepare.append(version_header)  # Stripe-Version on every answered request
     app.cleanup_ctx.append(pool_context(config))
     app.cleanup_ctx.append(pruning_context(config))

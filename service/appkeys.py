@@ -27,6 +27,8 @@ CONFIG: web.AppKey[Config] = web.AppKey("config")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 POOL: web.AppKey[asyncpg.Pool | None] = web.AppKey("pool")  # None until the database is reachable
+# The lists' pool: its connections plan each statement for its values (service/routes/paging.py).
+LIST_POOL: web.AppKey[asyncpg.Pool | None] = web.AppKey("list_pool")  # set with POOL
 WEBHOOK_CONFIG: web.AppKey[WebhookConfig] = web.AppKey("webhook_config")
 TEST_MODE: web.AppKey[TestMode] = web.AppKey("test_mode")  # only on an ephemeral ledger
 # -- set once the database is reachable (service.app.establish), before the pool -----------------
@@ -51,6 +53,14 @@ def pool_of(request: web.Request) -> asyncpg.Pool:
     """The app's database pool, for a handler: the auth middleware answers 503 before any handler that
     needs it runs without one."""
     pool = request.app[POOL]
+    if pool is None:
+        raise RuntimeError("the app has no database pool yet")
+    return pool
+
+
+def list_pool_of(request: web.Request) -> asyncpg.Pool:
+    """The pool the list pages are read from (set before `POOL`, so a handler that runs has it)."""
+    pool = request.app[LIST_POOL]
     if pool is None:
         raise RuntimeError("the app has no database pool yet")
     return pool

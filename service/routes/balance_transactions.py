@@ -12,7 +12,7 @@ from ledgerd.projections import reads
 from ledgerd.projections.objects import render_balance_transaction
 from ledgerd.projections.sql import Rows
 from ledgerd.service import expand, params, pointintime
-from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, pool_of
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, list_pool_of, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import new_id
 from ledgerd.service.routes import paging
@@ -102,7 +102,7 @@ async def list_balance_transactions(request: web.Request) -> web.Response:
         options.invoice is not None,  # no transaction is linked to an invoice (invoice is always null)
     ]
     page = await paging.fetch_page(
-        pool_of(request),
+        list_pool_of(request),
         reads.BALANCE_TRANSACTIONS,
         options,
         where,

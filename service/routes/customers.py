@@ -14,7 +14,7 @@ from ledgerd.projections import reads
 from ledgerd.projections.objects import as_json, render_customer, render_deleted_customer
 from ledgerd.projections.sql import Rows
 from ledgerd.service import expand, params, pointintime, search
-from ledgerd.service.appkeys import ACCOUNT, CONFIG, LIVEMODE, pool_of
+from ledgerd.service.appkeys import ACCOUNT, CONFIG, LIVEMODE, list_pool_of, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.fidelity import settings_of
 from ledgerd.service.ids import new_id
@@ -133,7 +133,7 @@ async def list_customers(request: web.Request) -> web.Response:
         request.app[CONFIG].strict,  # Stripe matches the list filter `email` case-sensitively
     ]
     page = await paging.fetch_page(
-        pool_of(request), reads.CUSTOMERS, options, where, with_total_count="total_count" in tree
+        list_pool_of(request), reads.CUSTOMERS, options, where, with_total_count="total_count" in tree
     )
     items = [customer_object(row, tree.get("data", {})) for row in page.rows]
     body = {"object": "list", "data": items, "has_more": page.has_more, "url": "/v1/customers"}

@@ -12,7 +12,7 @@ from ledgerd.domain.errors import ResourceMissing
 from ledgerd.projections import reads
 from ledgerd.projections.objects import render_event
 from ledgerd.service import expand, params
-from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, pool_of
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, list_pool_of, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.routes import paging
 from ledgerd.service.routes.plumbing import list_body, path_id, read_only_expand, read_params
@@ -37,7 +37,7 @@ async def list_events(request: web.Request) -> web.Response:
         options.delivery_success,  # webhooks: still pending or failed to some endpoint, or not
         *paging.created_bounds(options.created),
     ]
-    page = await paging.fetch_page(pool_of(request), reads.EVENTS, options, where)
+    page = await paging.fetch_page(list_pool_of(request), reads.EVENTS, options, where)
     events = await webhook_events.with_pending(pool_of(request), [render_event(row) for row in page.rows])
     return json_response(200, list_body("/v1/events", events, page.has_more))
 

@@ -14,12 +14,11 @@ from ledgerd.domain.errors import InvalidParameter
 from ledgerd.projections.reads import Listing
 from ledgerd.service import params
 
-# The pool's connections plan every statement once, generically (service/app.py, plan_cache_mode): right for
-# the command path's lookups by key, wrong for a list statement whose filters and direction are parameters.
-# A generic plan cannot drop a filter left out (`$3 IS NULL OR ...`) nor use the index of one given, and its
-# guess at their selectivity traded the list's index order for a sort of every row matched. Planned for its
-# values, a list statement gets the plan of the statement written for just this page.
-CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+# Read from the lists' pool (service/app.py `create_pool(for_lists=True)`): the command path's connections
+# plan every statement once, generically, which is wrong for a list statement whose filters and direction are
+# parameters: a generic plan cannot drop a filter left out (`$3 IS NULL OR ...`) nor use the index of one
+# given, and its guess at their selectivity traded the list's index order for a sort of every row matched.
+# Planned for its values, a list statement gets the plan of the statement written for just this page.
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,13 @@ async def fetch_page(
     *,
     with_total_count: bool = False,
 ) -> Page:
-    """One page of the list and whether there is more beyond it. `where` is the statements' arguments
+    """One page of the list and whether there is more beyond it, read from `pool` (the lists' pool). `where` is the statements' arguments
     before the sort key (account, livemode, then the filters); `cursor_scope` narrows which objects a
     cursor may name besides the account and mode (a cursor must be an object of this list)."""
     statements = listing.statements()
     backwards = options.ending_before is not None and options.starting_after is None
     cursor_id = options.ending_before if backwards else options.starting_after
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(CUSTOM_PLANS)
+    async with pool.acquire() as conn:
         total_count = (
             int(await conn.fetchval(statements[listing.count], *where)) if with_total_count else None
         )

@@ -19,7 +19,7 @@ from ledgerd.domain.customer import merge_metadata
 from ledgerd.domain.errors import InvalidParameter, ResourceMissing
 from ledgerd.projections.reads import Listing
 from ledgerd.service import expand, params
-from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_CONFIG, pool_of
+from ledgerd.service.appkeys import ACCOUNT, LIVEMODE, WEBHOOK_CONFIG, list_pool_of, pool_of
 from ledgerd.service.errors import json_response
 from ledgerd.service.ids import random_token
 from ledgerd.service.routes import paging
@@ -136,7 +136,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     options = params.list_params(await read_params(request), filters=NO_FILTERS)
     expand.parse(options.expand, expand.EVENT_LIST)  # a list of endpoints: nothing is expandable
     where = [request[ACCOUNT], request[LIVEMODE]]
-    page = await paging.fetch_page(pool_of(request), ENDPOINTS, options, where)
+    page = await paging.fetch_page(list_pool_of(request), ENDPOINTS, options, where)
     items = [render_endpoint(row) for row in page.rows]
     return json_response(200, list_body("/v1/webhook_endpoints", items, page.has_more))
 
