@@ -24,8 +24,7 @@ class AccountSettings:
         """The account's default version for an event created at `created` (Unix seconds)."""
         if not self.version_history:
             return self.api_version
-        starts = [start for start, _ in self.version_history]
-        index = max(bisect.bisect_right(starts, created) - 1, 0)
+        index = max(bisect.bisect_right(self.version_history, float(created), key=lambda entry: entry[0]) - 1, 0)
         return self.version_history[index][1]
 
 
